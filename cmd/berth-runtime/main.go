@@ -1,0 +1,142 @@
+// Command berth-runtime is an OCI runtime with runc's command line.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/libct"
+	_ "github.com/berthdev/berth/internal/libct/nsenter"
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time.
+var version = "dev"
+
+type globals struct {
+	root          string
+	log           string
+	logFormat     string
+	debug         bool
+	systemdCgroup bool
+}
+
+var g globals
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libct.Init()
+	}
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		logError(err)
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if e, ok := err.(exitError); ok {
+		return int(e)
+	}
+	return 1
+}
+
+// exitError carries a container process's exit status through cobra.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func logError(err error) {
+	if _, ok := err.(exitError); ok {
+		return
+	}
+	msg := err.Error()
+	fmt.Fprintln(os.Stderr, "berth-runtime: "+msg)
+	if g.log != "" {
+		// containerd's shim and podman read the last error from this file.
+		if f, ferr := os.OpenFile(g.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); ferr == nil {
+			newLogger(f).Error(msg)
+			f.Close()
+		}
+	}
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.LevelKey {
+			// runc's lower-case level names are what the shims parse.
+			a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+		}
+		return a
+	}}
+	if g.debug {
+		opts.Level = slog.LevelDebug
+	}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "berth-runtime",
+		Short:         "Run OCI containers (runc-compatible command line)",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.systemdCgroup {
+				return fmt.Errorf("--systemd-cgroup: the systemd cgroup driver is not supported by berth-runtime yet; use cgroupfs: %w", errdefs.ErrNotImplemented)
+			}
+			switch g.logFormat {
+			case "text", "json":
+			default:
+				return fmt.Errorf("--log-format %q: must be text or json: %w", g.logFormat, errdefs.ErrInvalidArgument)
+			}
+			if g.debug && g.log != "" {
+				if f, err := os.OpenFile(g.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+					slog.SetDefault(newLogger(f))
+				}
+			}
+			return nil
+		},
+	}
+	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: " + specVersion() + "\n")
+	f := root.PersistentFlags()
+	defRoot := "/run/berth-runtime"
+	if os.Geteuid() != 0 {
+		if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+			defRoot = x + "/berth-runtime"
+		}
+	}
+	f.StringVar(&g.root, "root", defRoot, "directory for the containers' state")
+	f.StringVar(&g.log, "log", "", "log file (default: stderr only)")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&g.debug, "debug", false, "log debug messages")
+	f.BoolVar(&g.systemdCgroup, "systemd-cgroup", false, "use systemd to manage cgroups (not supported yet)")
+	f.String("criu", "", "ignored (checkpointing is not supported)")
+	f.String("rootless", "auto", "ignored: rootless mode is detected")
+	f.MarkHidden("criu")
+	f.MarkHidden("rootless")
+	root.AddCommand(createCmd(), startCmd(), runCmd(), stateCmd(), killCmd(), deleteCmd(), listCmd(),
+		psCmd(), specCmd(), featuresCmd(), execCmd(), pauseCmd(), resumeCmd(), eventsCmd(), updateCmd())
+	return root
+}
+
+func ctx() context.Context { return context.Background() }
+
+// oneID checks that the command got exactly one container id.
+func oneID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s: expected one container id, got %d arguments: %w", cmd.Name(), len(args), errdefs.ErrInvalidArgument)
+	}
+	return libct.ValidateID(args[0])
+}
+
+func stdio() [3]*os.File { return [3]*os.File{os.Stdin, os.Stdout, os.Stderr} }

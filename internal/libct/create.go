@@ -1,0 +1,269 @@
+package libct
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/fsutil"
+	"github.com/berthdev/berth/internal/libct/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// CreateOpts are the create command's options.
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	PreserveFds   int
+	Stdio         [3]*os.File
+}
+
+// undo is a cleanup stack: a failed create leaves nothing behind.
+type undo []func()
+
+func (u *undo) add(f func()) { *u = append(*u, f) }
+func (u undo) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// Create sets a container up to the point where only `start` is missing.
+func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Process != nil && spec.Process.Terminal && o.ConsoleSocket == "" {
+		return nil, fmt.Errorf("process.terminal is set: --console-socket is required: %w", errdefs.ErrInvalidArgument)
+	}
+	var cleanup undo
+	defer func() {
+		if retErr != nil {
+			cleanup.run()
+		}
+	}()
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	dir := Dir(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return nil, err
+	}
+	cleanup.add(func() { os.RemoveAll(dir) })
+	lock, err := fsutil.LockPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	c := &Container{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, Created: time.Now().UTC(), dir: dir}
+	if os.Geteuid() != 0 {
+		c.Owner = strconv.Itoa(os.Geteuid())
+	} else {
+		c.Owner = "root"
+	}
+
+	fifoPath := filepath.Join(dir, fifoName)
+	// Writable by init whatever its uid in a user namespace; the umask
+	// must not take that away.
+	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
+		return nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(fifoPath, 0o622); err != nil {
+		return nil, err
+	}
+	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer fifo.Close()
+
+	cg, err := cgroups.New(spec.Linux.CgroupsPath, id)
+	if err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+	}
+	cleanup.add(func() { cg.Destroy() })
+
+	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
+	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec,
+		NoPivot: o.NoPivot, PreserveFds: o.PreserveFds, ConsoleFd: -1, ListenerFd: -1,
+		NewMountNS: hasNS(spec.Linux, specs.MountNamespace) && nsPath(spec.Linux, specs.MountNamespace) == "",
+		UserNS:     hasNS(spec.Linux, specs.UserNamespace)}
+	cfg.FifoFd = so.fileFd(len(so.files))
+	so.files = append(so.files, fifo)
+	if o.ConsoleSocket != "" {
+		f, err := dialUnix(o.ConsoleSocket)
+		if err != nil {
+			return nil, fmt.Errorf("--console-socket %s: %w", o.ConsoleSocket, err)
+		}
+		defer f.Close()
+		cfg.ConsoleFd = so.fileFd(len(so.files))
+		so.files = append(so.files, f)
+	}
+	if s := spec.Linux.Seccomp; s != nil && s.ListenerPath != "" {
+		f, err := dialUnix(s.ListenerPath)
+		if err != nil {
+			return nil, fmt.Errorf("linux.seccomp.listenerPath %s: %w", s.ListenerPath, err)
+		}
+		defer f.Close()
+		cfg.ListenerFd = so.fileFd(len(so.files))
+		so.files = append(so.files, f)
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		flag := nsTypes[ns.Type]
+		if ns.Path != "" {
+			so.joins = append(so.joins, nsJoin{flag, ns.Path})
+		} else {
+			so.cloneFlags |= uintptr(flag)
+		}
+	}
+	so.uidMaps, so.gidMaps = spec.Linux.UIDMappings, spec.Linux.GIDMappings
+	so.timeOffsets = spec.Linux.TimeOffsets
+
+	p, err := spawn(so)
+	if p != nil {
+		cleanup.add(p.kill)
+		defer p.close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := cg.Set(resourcesWithDevices(spec.Linux)); err != nil {
+		return nil, fmt.Errorf("linux.resources: %w", err)
+	}
+	c.Pid = p.pid
+	if c.PidStart, _, err = procStart(p.pid); err != nil {
+		return nil, fmt.Errorf("container init exited: %w", err)
+	}
+	c.CgroupPaths = cg.Paths()
+	cfg.CgroupPaths = c.CgroupPaths
+	cfg.CgroupUnified, cfg.CgroupMounts = cgroupMounts(c.CgroupPaths)
+	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Created, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}
+	if err := p.send(cfg); err != nil {
+		return nil, err
+	}
+	if err := p.recv("hooks"); err != nil {
+		return nil, err
+	}
+	if h := spec.Hooks; h != nil {
+		if err := runHooks("prestart", h.Prestart, cfg.State); err != nil {
+			return nil, err
+		}
+		if err := runHooks("createRuntime", h.CreateRuntime, cfg.State); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.enc.Encode(syncMsg{Type: "hooks-done"}); err != nil {
+		return nil, err
+	}
+	if err := p.recv("ready"); err != nil {
+		return nil, err
+	}
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, c.Pid); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func dialUnix(path string) (*os.File, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.File()
+}
+
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// resourcesWithDevices adds to the configured device rules those every
+// container needs: the default devices and the ones the spec creates.
+func resourcesWithDevices(l *specs.Linux) *specs.LinuxResources {
+	r := &specs.LinuxResources{}
+	if l.Resources != nil {
+		cp := *l.Resources
+		r = &cp
+	}
+	rules := append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	if len(rules) > 0 {
+		rules = append(rules, cgroups.DefaultAllowedDevices()...)
+		for _, d := range l.Devices {
+			maj, min := d.Major, d.Minor
+			t := d.Type
+			if t == "u" {
+				t = "c"
+			}
+			if t == "p" {
+				continue
+			}
+			rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: &maj, Minor: &min, Access: "rwm"})
+		}
+	}
+	r.Devices = rules
+	return r
+}
+
+// cgroupMounts describes the host hierarchies for the container's cgroup
+// mount, from the paths of its cgroups.
+func cgroupMounts(paths map[string]string) (unified bool, out []cgroupMount) {
+	const base = "/sys/fs/cgroup/"
+	if _, ok := paths[""]; ok && len(paths) == 1 {
+		return true, nil
+	}
+	seen := map[string]bool{}
+	for ctrl, p := range paths {
+		rel := strings.TrimPrefix(p, base)
+		if rel == p {
+			continue
+		}
+		dir, _, _ := strings.Cut(rel, "/")
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		m := cgroupMount{Dir: dir, Path: p, Options: dir}
+		if strings.HasPrefix(ctrl, "name=") {
+			m.Options = ctrl
+		}
+		if strings.Contains(dir, ",") {
+			m.Links = strings.Split(dir, ",")
+		}
+		out = append(out, m)
+	}
+	return false, out
+}
