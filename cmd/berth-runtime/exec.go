@@ -134,7 +134,15 @@ func (fl *execFlags) build(spec *specs.Spec, args []string) (*specs.Process, err
 			c.Bounding = append(c.Bounding, fl.caps...)
 			c.Effective = append(c.Effective, fl.caps...)
 			c.Permitted = append(c.Permitted, fl.caps...)
-			c.Ambient = append(c.Ambient, fl.caps...)
+			// Ambient needs inheritable, which runc no longer grants
+			// (CVE-2022-29162): only caps already inheritable go ambient.
+			for _, cp := range fl.caps {
+				for _, in := range c.Inheritable {
+					if in == cp {
+						c.Ambient = append(c.Ambient, cp)
+					}
+				}
+			}
 		}
 		if fl.noNewPrivs {
 			p.NoNewPrivileges = true

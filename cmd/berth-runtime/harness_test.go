@@ -50,6 +50,13 @@ func runTests(m *testing.M) int {
 			defer os.RemoveAll(dir)
 			setupErr = setup(dir)
 		}
+		// The parent of the tests' absolute cgroupsPaths, once empty.
+		defer func() {
+			ents, _ := os.ReadDir("/sys/fs/cgroup")
+			for _, e := range ents {
+				os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), "berthtest"))
+			}
+		}()
 	}
 	return m.Run()
 }
@@ -201,6 +208,7 @@ type runOpts struct {
 	// stdout and stderr, when set, are file paths (truncated): the output
 	// of a container started by create lands there too.
 	stdout, stderr string
+	dir            string // working directory of the runtime
 }
 
 var idClean = regexp.MustCompile(`[^A-Za-z0-9]+`)
@@ -287,6 +295,31 @@ func sh(script string) func(*specs.Spec) {
 	return func(s *specs.Spec) { s.Process.Args = []string{"sh", "-c", script} }
 }
 
+// withoutNS drops namespaces of the given types from the config.
+func withoutNS(types ...specs.LinuxNamespaceType) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			keep := true
+			for _, t := range types {
+				keep = keep && n.Type != t
+			}
+			if keep {
+				ns = append(ns, n)
+			}
+		}
+		s.Linux.Namespaces = ns
+	}
+}
+
+// withNS adds (or replaces) a namespace.
+func withNS(typ specs.LinuxNamespaceType, path string) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		withoutNS(typ)(s)
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: typ, Path: path})
+	}
+}
+
 // rt runs the runtime with the container's --root.
 func (c *ctr) rt(args ...string) result {
 	c.t.Helper()
@@ -326,6 +359,7 @@ func runRuntime(t *testing.T, root string, o runOpts, args ...string) result {
 	cmd := exec.CommandContext(ctx, rtBin, full...)
 	cmd.Stdin = o.stdin
 	cmd.ExtraFiles = o.extra
+	cmd.Dir = o.dir
 	cmd.Stdout, cmd.Stderr = outF, errF
 	runErr := cmd.Run()
 	if ctx.Err() != nil {
@@ -446,8 +480,8 @@ func (c *ctr) waitStatus(want string) {
 	c.t.Fatalf("container never became %q (last: %q)", want, last.Status)
 }
 
-// runOut creates and starts the container, waits for it to stop and
-// returns its output; for tests where `run` would hide a state.
+// createStartWait creates and starts the container, waits for it to stop
+// and returns its output.
 func (c *ctr) createStartWait() string {
 	c.t.Helper()
 	c.mustCreate()
@@ -455,48 +489,6 @@ func (c *ctr) createStartWait() string {
 	c.waitStatus("stopped")
 	return c.output()
 }
-
-// wantContains fails unless s contains every sub.
-func wantContains(t *testing.T, what, s string, subs ...string) {
-	t.Helper()
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			t.Errorf("%s: want %q in:\n%s", what, sub, s)
-		}
-	}
-}
-
-func wantNotContains(t *testing.T, what, s string, subs ...string) {
-	t.Helper()
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			t.Errorf("%s: do not want %q in:\n%s", what, sub, s)
-		}
-	}
-}
-
-// lines splits output into trimmed non-empty lines.
-func lines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// field returns the value of "Key:\tvalue" in /proc/<pid>/status output.
-func field(status, key string) string {
-	for _, l := range strings.Split(status, "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && k == key {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // hostMountinfo is the test process's mount table.
 func hostMountinfo(t *testing.T) string {
@@ -532,19 +524,6 @@ func noStateLeft(t *testing.T, root string) {
 	}
 }
 
-// TestHarnessUnit checks the harness's pure helpers; it runs without root.
-func TestHarnessUnit(t *testing.T) {
-	if got := field("Name:\tsh\nCapEff:\t0000000000000001\n", "CapEff"); got != "0000000000000001" {
-		t.Errorf("field: got %q", got)
-	}
-	if got := lines(" a \n\n b\n"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
-		t.Errorf("lines: got %q", got)
-	}
-	if r := (result{args: []string{"state"}, code: 1}); !strings.Contains(r.String(), "exit 1") {
-		t.Errorf("result.String: %s", r)
-	}
-}
-
 // lchownLike gives t the owner of the template entry fi.
 func lchownLike(t string, fi os.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
@@ -552,4 +531,18 @@ func lchownLike(t string, fi os.FileInfo) error {
 		return nil
 	}
 	return os.Lchown(t, int(st.Uid), int(st.Gid))
+}
+
+// waitOutput polls the container's stdout (create mode) until it holds sub.
+func (c *ctr) waitOutput(sub string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(stateTimeout)
+	for time.Now().Before(deadline) {
+		if out := c.output(); strings.Contains(out, sub) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("container never printed %q; stdout %q, stderr %q", sub, c.output(), c.errOutput())
+	return ""
 }

@@ -45,7 +45,6 @@ func updateCmd() *cobra.Command {
 				if err := json.NewDecoder(in).Decode(r); err != nil {
 					return fmt.Errorf("--resources: malformed JSON: %v: %w", err, errdefs.ErrInvalidArgument)
 				}
-				r.Devices = c.Spec.Linux.Resources.Devices
 			}
 			if err := applyUpdateFlags(cmd, r); err != nil {
 				return err

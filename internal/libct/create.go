@@ -162,7 +162,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	c.CgroupPaths = cg.Paths()
 	cfg.CgroupPaths = c.CgroupPaths
 	cfg.CgroupUnified, cfg.CgroupMounts = cgroupMounts(c.CgroupPaths)
-	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Created, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}
+	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Creating, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}
 	if err := p.send(cfg); err != nil {
 		return nil, err
 	}
@@ -170,7 +170,10 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return nil, err
 	}
 	if h := spec.Hooks; h != nil {
-		if err := runHooks("prestart", h.Prestart, cfg.State); err != nil {
+		// runtime-tools checks "created" for prestart (crun passes it so).
+		pre := *cfg.State
+		pre.Status = Created
+		if err := runHooks("prestart", h.Prestart, &pre); err != nil {
 			return nil, err
 		}
 		if err := runHooks("createRuntime", h.CreateRuntime, cfg.State); err != nil {
@@ -219,9 +222,10 @@ func resourcesWithDevices(l *specs.Linux) *specs.LinuxResources {
 		cp := *l.Resources
 		r = &cp
 	}
+	// Like runc: the configured rules, the defaults, then what linux.devices creates.
 	rules := append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
-	if len(rules) > 0 {
-		rules = append(rules, cgroups.DefaultAllowedDevices()...)
+	rules = append(rules, cgroups.DefaultAllowedDevices()...)
+	{
 		for _, d := range l.Devices {
 			maj, min := d.Major, d.Minor
 			t := d.Type
@@ -242,7 +246,7 @@ func resourcesWithDevices(l *specs.Linux) *specs.LinuxResources {
 // mount, from the paths of its cgroups.
 func cgroupMounts(paths map[string]string) (unified bool, out []cgroupMount) {
 	const base = "/sys/fs/cgroup/"
-	if _, ok := paths[""]; ok && len(paths) == 1 {
+	if _, ok := paths[cgroups.UnifiedKey]; ok && len(paths) == 1 {
 		return true, nil
 	}
 	seen := map[string]bool{}

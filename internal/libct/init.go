@@ -8,29 +8,30 @@ import (
 	"runtime"
 	"strconv"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // initConfig is what the runtime sends init once its namespaces exist.
 type initConfig struct {
-	Mode        string          `json:"mode"` // "create" or "exec"
-	ID          string          `json:"id"`
-	Bundle      string          `json:"bundle"`
-	Rootfs      string          `json:"rootfs"`
-	Spec        *specs.Spec     `json:"spec"`
-	Process     *specs.Process  `json:"process"`
-	NoPivot     bool            `json:"no_pivot,omitempty"`
-	PreserveFds int             `json:"preserve_fds"`
-	ConsoleFd   int             `json:"console_fd"`  // -1: none
-	FifoFd      int             `json:"fifo_fd"`     // -1: none (exec)
-	ListenerFd  int             `json:"listener_fd"` // -1: no seccomp agent
-	State       *specs.State    `json:"state"`
-	NewMountNS  bool            `json:"new_mount_ns"`
-	UserNS      bool            `json:"userns"`
-	CgroupPaths map[string]string `json:"cgroup_paths,omitempty"`
-	CgroupMounts []cgroupMount  `json:"cgroup_mounts,omitempty"`
-	CgroupUnified bool          `json:"cgroup_unified,omitempty"`
+	Mode          string            `json:"mode"` // "create" or "exec"
+	ID            string            `json:"id"`
+	Bundle        string            `json:"bundle"`
+	Rootfs        string            `json:"rootfs"`
+	Spec          *specs.Spec       `json:"spec"`
+	Process       *specs.Process    `json:"process"`
+	NoPivot       bool              `json:"no_pivot,omitempty"`
+	PreserveFds   int               `json:"preserve_fds"`
+	ConsoleFd     int               `json:"console_fd"`  // -1: none
+	FifoFd        int               `json:"fifo_fd"`     // -1: none (exec)
+	ListenerFd    int               `json:"listener_fd"` // -1: no seccomp agent
+	State         *specs.State      `json:"state"`
+	NewMountNS    bool              `json:"new_mount_ns"`
+	UserNS        bool              `json:"userns"`
+	CgroupPaths   map[string]string `json:"cgroup_paths,omitempty"`
+	CgroupMounts  []cgroupMount     `json:"cgroup_mounts,omitempty"`
+	CgroupUnified bool              `json:"cgroup_unified,omitempty"`
 }
 
 // cgroupMount is one host hierarchy as the container's cgroup mount shows it.
@@ -104,9 +105,6 @@ func initExec(cfg *initConfig) error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
-		return err
-	}
 	setOOMScoreAdj(p.OOMScoreAdj)
 	if p.Terminal {
 		if err := setupConsole(fdFile(cfg.ConsoleFd, "console"), p.ConsoleSize, false); err != nil {
@@ -141,6 +139,14 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	}
 	if err := r.devSymlinks(); err != nil {
 		return err
+	}
+	if p != nil {
+		// A missing working directory is created, as runc does.
+		d, err := pathrs.MkdirAllHandle(r.root, p.Cwd, 0o755)
+		if err != nil {
+			return fmt.Errorf("process.cwd %s: %w", p.Cwd, err)
+		}
+		d.Close()
 	}
 	r.root.Close()
 	if err := writeSysctls(s.Linux.Sysctl); err != nil {
@@ -196,9 +202,6 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 		return err
 	}
 	if p != nil {
-		if err := setRlimits(p.Rlimits); err != nil {
-			return err
-		}
 		setOOMScoreAdj(p.OOMScoreAdj)
 		if p.Terminal {
 			if err := setupConsole(fdFile(cfg.ConsoleFd, "console"), p.ConsoleSize, true); err != nil {
@@ -234,7 +237,7 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	}
 	if s.Hooks != nil {
 		st := *cfg.State
-		st.Status = specs.StateRunning
+		st.Status = Created // the process is not exec'd yet
 		if err := runHooks("startContainer", s.Hooks.StartContainer, &st); err != nil {
 			return err
 		}

@@ -92,7 +92,16 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 		return fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecond)
 	}
 	if !all {
-		return c.signal(sig)
+		if err := c.signal(sig); err != nil {
+			return err
+		}
+		// A frozen task dies only once thawed (cgroup v1).
+		if st == Paused && sig == unix.SIGKILL {
+			if m := c.cgroups(); m != nil {
+				m.Thaw()
+			}
+		}
+		return nil
 	}
 	m := c.cgroups()
 	if m == nil {
@@ -204,8 +213,14 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if m == nil {
 		return fmt.Errorf("container %s has no cgroups: %w", c.ID, errdefs.ErrFailedPrecond)
 	}
-	if err := m.Set(r); err != nil {
+	// Device rules are set once at create; nil leaves them as they are.
+	set := *r
+	set.Devices = nil
+	if err := m.Set(&set); err != nil {
 		return err
+	}
+	if c.Spec.Linux.Resources != nil {
+		r.Devices = c.Spec.Linux.Resources.Devices
 	}
 	c.Spec.Linux.Resources = r
 	return c.save()

@@ -77,6 +77,16 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 	if err := unix.CloseRange(uint(3+keepFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close_range: %w", err)
 	}
+	// Compiled before the rlimits (a tight RLIMIT_AS would starve
+	// libseccomp), which go before the filter (it may deny setrlimit) and
+	// before the capabilities (raising a hard limit needs CAP_SYS_RESOURCE).
+	prog, err := seccomp.Compile(l.Seccomp)
+	if err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
+	}
 	if p.Capabilities != nil {
 		if err := dropBounding(p.Capabilities); err != nil {
 			return err
@@ -84,8 +94,8 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 	}
 	// Without no_new_privs a filter can only be loaded while we still hold
 	// CAP_SYS_ADMIN, so before the user switch; with it, as late as possible.
-	if l.Seccomp != nil && !p.NoNewPrivileges {
-		if err := loadSeccomp(l.Seccomp); err != nil {
+	if prog != nil && !p.NoNewPrivileges {
+		if err := loadSeccomp(prog, l.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -108,8 +118,8 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 			return fmt.Errorf("process.noNewPrivileges: %w", err)
 		}
 	}
-	if l.Seccomp != nil && p.NoNewPrivileges {
-		if err := loadSeccomp(l.Seccomp); err != nil {
+	if prog != nil && p.NoNewPrivileges {
+		if err := loadSeccomp(prog, l.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -119,8 +129,8 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 	return nil
 }
 
-func loadSeccomp(s *specs.LinuxSeccomp) error {
-	fd, err := seccomp.Load(s)
+func loadSeccomp(prog *seccomp.Program, s *specs.LinuxSeccomp) error {
+	fd, err := prog.Load()
 	if err != nil {
 		return fmt.Errorf("linux.seccomp: %w", err)
 	}

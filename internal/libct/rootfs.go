@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berthdev/berth/internal/libct/cgroups"
+	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -75,6 +77,14 @@ func hasOpt(opts []string, o string) bool {
 // target creates the destination (a file when a file is bind mounted) and
 // returns an O_PATH handle to it.
 func (r *rootfs) target(dest string, file bool) (*os.File, error) {
+	// Symlinks on the way resolve inside the rootfs, dangling ones too (a
+	// link to /x means <rootfs>/x, created here), as runc does; the
+	// handle-based calls below then refuse any race that swaps a link in.
+	if joined, err := securejoin.SecureJoin(r.path, dest); err == nil {
+		if rel, err := filepath.Rel(r.path, joined); err == nil {
+			dest = "/" + rel
+		}
+	}
 	if file {
 		dir, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(dest), 0o755)
 		if err != nil {
@@ -212,7 +222,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o mountOpts) error {
 		if cgroupns {
 			return unix.Mount("cgroup2", procFd(t), "cgroup2", o.flags, o.dataString())
 		}
-		src := r.cfg.CgroupPaths[""]
+		src := r.cfg.CgroupPaths[cgroups.UnifiedKey]
 		if err := unix.Mount(src, procFd(t), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
 		}

@@ -88,10 +88,15 @@ func newManager(paths map[string]string) (*Manager, error) {
 
 func (m *Manager) hybrid() bool { return m.v1 != nil && m.v2 != nil }
 
-// Apply creates the cgroups and moves pid into them; pid -1 only creates
-// them (so limits can be Set before a process joins with AddPid). On error
-// the caller should Destroy once the process is gone.
+// Apply creates the cgroups and moves pid, the container's init, into them;
+// pid -1 only creates them (so limits can be Set before a process joins with
+// AddPid). Like runc since 1.2 it refuses a cgroup that already holds
+// processes or is frozen: the container would share limits it does not own,
+// or start paused. On error the caller should Destroy once pid is gone.
 func (m *Manager) Apply(pid int) error {
+	if err := m.checkFresh(); err != nil {
+		return err
+	}
 	if m.v1 != nil {
 		if err := m.v1.Apply(pid); err != nil {
 			return fmt.Errorf("cgroups: apply pid %d: %w", pid, err)
@@ -112,6 +117,28 @@ func (m *Manager) Apply(pid int) error {
 		if err := m.v2.Apply(pid); err != nil {
 			return fmt.Errorf("cgroups: apply pid %d: %w", pid, err)
 		}
+	}
+	return nil
+}
+
+func (m *Manager) checkFresh() error {
+	// One hierarchy is enough (runc reads only "devices"): a new cgroup does
+	// not exist yet, so this costs a failed open.
+	dir := m.pidsDir()
+	pids, err := ocgroups.GetAllPids(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("cgroups: list pids of %s: %w", dir, err)
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("cgroups: container's cgroup %s is not empty: %d process(es) found: %w",
+			dir, len(pids), errdefs.ErrFailedPrecond)
+	}
+	frozen, err := m.Frozen()
+	if err != nil {
+		return err
+	}
+	if frozen {
+		return fmt.Errorf("cgroups: container's cgroup %s is unexpectedly frozen: %w", dir, errdefs.ErrFailedPrecond)
 	}
 	return nil
 }

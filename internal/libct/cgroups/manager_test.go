@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	ocgroups "github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthdev/berth/internal/errdefs"
@@ -69,6 +70,12 @@ func TestLifecycle(t *testing.T) {
 	if err := m.Apply(pid); err != nil {
 		t.Fatal(err)
 	}
+	// A second container may not move into a cgroup that has processes.
+	if m2, err := New("/"+parent+"/ctr", "other"); err != nil {
+		t.Fatal(err)
+	} else if err := m2.Apply(-1); !errdefs.IsFailedPrecond(err) || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("Apply on a populated cgroup: err = %v, want failed precondition", err)
+	}
 	for k, p := range m.Paths() {
 		if !slices.Contains(strings.Fields(readCg(t, p, "cgroup.procs")), strconv.Itoa(pid)) {
 			t.Errorf("%s: pid %d not in %s", k, pid, p)
@@ -80,13 +87,16 @@ func TestLifecycle(t *testing.T) {
 		Memory: &specs.LinuxMemory{Limit: ptr[int64](64 * mib), Reservation: ptr[int64](32 * mib), Swap: ptr[int64](128 * mib)},
 		CPU: &specs.LinuxCPU{Shares: ptr[uint64](512), Quota: ptr[int64](50000), Period: ptr[uint64](100000),
 			Burst: ptr[uint64](10000), Cpus: "0", Mems: "0"},
-		Pids:           &specs.LinuxPids{Limit: ptr[int64](100)},
-		HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 * mib}},
+		Pids: &specs.LinuxPids{Limit: ptr[int64](100)},
 		Devices: []specs.LinuxDeviceCgroup{
 			{Allow: false, Access: "rwm"},
 			{Allow: true, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](3), Access: "rwm"},
 			{Allow: true, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](5), Access: "wr"},
 		},
+	}
+	haveHugetlb := slices.Contains(ocgroups.HugePageSizes(), "2MB") && (m.Path("hugetlb") != "" || m.v2 != nil)
+	if haveHugetlb {
+		r.HugepageLimits = []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 * mib}}
 	}
 	maj, min, haveDisk := firstDisk(t)
 	if haveDisk {
@@ -108,7 +118,9 @@ func TestLifecycle(t *testing.T) {
 		wantFile(t, m.Path("cpu"), "cpu.shares", "512")
 		wantFile(t, m.Path("cpu"), "cpu.cfs_quota_us", "50000")
 		wantFile(t, m.Path("cpu"), "cpu.cfs_period_us", "100000")
-		wantFile(t, m.Path("cpu"), "cpu.cfs_burst_us", "10000")
+		if _, err := os.Stat(filepath.Join(m.Path("cpu"), "cpu.cfs_burst_us")); err == nil {
+			wantFile(t, m.Path("cpu"), "cpu.cfs_burst_us", "10000")
+		}
 		wantFile(t, m.Path("cpuset"), "cpuset.cpus", "0")
 		wantFile(t, m.Path("cpuset"), "cpuset.mems", "0")
 		wantFile(t, m.Path("pids"), "pids.max", "100")
@@ -116,9 +128,11 @@ func TestLifecycle(t *testing.T) {
 		if haveDisk {
 			wantFile(t, m.Path("blkio"), "blkio.throttle.read_bps_device", fmt.Sprintf("%d:%d 1048576", maj, min))
 		}
-		if h := m.Path("hugetlb"); h != "" {
-			wantFile(t, h, "hugetlb.2MB.limit_in_bytes", "4194304")
-		} else {
+		switch {
+		case !haveHugetlb:
+		case m.Path("hugetlb") != "":
+			wantFile(t, m.Path("hugetlb"), "hugetlb.2MB.limit_in_bytes", "4194304")
+		default:
 			wantFile(t, m.paths[UnifiedKey], "hugetlb.2MB.max", "4194304")
 		}
 	} else {
@@ -128,7 +142,9 @@ func TestLifecycle(t *testing.T) {
 		wantFile(t, u, "cpu.max", "50000 100000")
 		wantFile(t, u, "pids.max", "100")
 		wantFile(t, u, "cpuset.cpus", "0")
-		wantFile(t, u, "hugetlb.2MB.max", "4194304")
+		if haveHugetlb {
+			wantFile(t, u, "hugetlb.2MB.max", "4194304")
+		}
 	}
 
 	pids, err := m.Pids()
@@ -146,7 +162,7 @@ func TestLifecycle(t *testing.T) {
 	if st.Memory.Usage.Limit != 64*mib {
 		t.Errorf("memory limit stat = %d, want %d", st.Memory.Usage.Limit, 64*mib)
 	}
-	if _, ok := st.Hugetlb["2MB"]; !ok {
+	if _, ok := st.Hugetlb["2MB"]; haveHugetlb && !ok {
 		t.Errorf("hugetlb stats lack 2MB: %+v", st.Hugetlb)
 	}
 	raw, _ := json.Marshal(st)

@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,6 +37,10 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 			uni.HugetlbLimit, res.HugetlbLimit = res.HugetlbLimit, nil
 		}
 	}
+	v1Devices := m.v1 != nil && r.Devices != nil && m.paths["devices"] != ""
+	if v1Devices {
+		res.SkipDevices = true
+	}
 	var err error
 	if m.v1 != nil {
 		err = m.v1.Set(res)
@@ -44,6 +49,11 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 	}
 	if err != nil {
 		return fmt.Errorf("cgroups: set resources: %w", err)
+	}
+	if v1Devices {
+		if err := writeV1Devices(m.paths["devices"], r.Devices); err != nil {
+			return err
+		}
 	}
 	if uni != nil && (len(uni.HugetlbLimit) > 0 || len(uni.Unified) > 0) {
 		if err := m.setHybridV2(uni); err != nil {
@@ -213,4 +223,52 @@ func val[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// writeV1Devices replays the rules on the v1 devices cgroup in the listed
+// order, after denying everything: the kernel keeps its exceptions in the
+// order written, so devices.list shows the configured list as is (the
+// library's emulator writes its own order).
+func writeV1Devices(dir string, rules []specs.LinuxDeviceCgroup) error {
+	write := func(file, line string) error {
+		if err := writeFile(dir, file, line); err != nil {
+			return fmt.Errorf("cgroups: devices rule %q: %w", line, err)
+		}
+		return nil
+	}
+	if err := write("devices.deny", "a"); err != nil {
+		return err
+	}
+	for _, d := range rules {
+		num := func(p *int64) string {
+			if p == nil || *p < 0 {
+				return "*"
+			}
+			return strconv.FormatInt(*p, 10)
+		}
+		typ := d.Type
+		if typ == "" {
+			typ = "a"
+		}
+		access := string(canonicalAccess(d.Access))
+		if access == "" {
+			access = "rwm"
+		}
+		line := fmt.Sprintf("%s %s:%s %s", typ, num(d.Major), num(d.Minor), access)
+		if typ == "a" && d.Major == nil && d.Minor == nil {
+			line = "a"
+		}
+		file := "devices.deny"
+		if d.Allow {
+			file = "devices.allow"
+		}
+		if err := write(file, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(dir, file, data string) error {
+	return os.WriteFile(filepath.Join(dir, file), []byte(data), 0)
 }

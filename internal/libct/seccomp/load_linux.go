@@ -34,29 +34,37 @@ const binaryTreeMinRules = 32
 // a loaded rule uses SCMP_ACT_NOTIFY, else -1; the caller hands it to the
 // agent at listenerPath. A nil cfg loads nothing.
 func Load(cfg *specs.LinuxSeccomp) (listenerFd int, err error) {
+	prog, err := Compile(cfg)
+	if err != nil || prog == nil {
+		return -1, err
+	}
+	return prog.Load()
+}
+
+// Program is a compiled filter, ready to load with no further allocation:
+// the runtime compiles before it applies the process's rlimits (a tight
+// RLIMIT_AS would starve libseccomp) and loads after.
+type Program struct {
+	insns  []unix.SockFilter
+	flags  uintptr
+	notify bool
+}
+
+// Compile builds cfg's filter into a BPF program; nil cfg gives nil.
+func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	if cfg == nil {
-		return -1, nil
+		return nil, nil
 	}
 	if err := Validate(cfg); err != nil {
-		return -1, err
+		return nil, err
 	}
 
 	defAct := scmpAction(cfg.DefaultAction, cfg.DefaultErrnoRet)
-	// NewFilter also asks for TSYNC; Validate checked the API level that
-	// guarantees the kernel honours it.
 	filter, err := libseccomp.NewFilter(defAct)
 	if err != nil {
-		return -1, fmt.Errorf("%s: creating the filter: %w", root, err)
+		return nil, fmt.Errorf("%s: creating the filter: %w", root, err)
 	}
 	defer filter.Release()
-
-	if err := filter.SetNoNewPrivsBit(false); err != nil {
-		return -1, fmt.Errorf("%s: keeping libseccomp from setting no_new_privs: %w", root, err)
-	}
-	// Report the kernel's errno on load (EACCES above all) rather than
-	// libseccomp's catch-all ECANCELED. Older libseccomp cannot, which only
-	// costs error detail.
-	_ = filter.SetRawRC(true)
 
 	for i, a := range cfg.Architectures {
 		sa, err := libseccomp.GetArchFromString(knownArchs[a])
@@ -64,64 +72,60 @@ func Load(cfg *specs.LinuxSeccomp) (listenerFd int, err error) {
 			err = filter.AddArch(sa)
 		}
 		if err != nil {
-			return -1, &fieldError{field: fmt.Sprintf("%s.architectures[%d]", root, i), msg: fmt.Sprintf("adding %s", a), cause: err}
+			return nil, &fieldError{field: fmt.Sprintf("%s.architectures[%d]", root, i), msg: fmt.Sprintf("adding %s", a), cause: err}
 		}
 	}
 
-	waitKillable, waitIdx := false, 0
-	for i, f := range cfg.Flags {
-		var err error
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)
+	waitKillable := false
+	for _, f := range cfg.Flags {
 		switch f {
-		case flagTsync:
-			// Already requested by NewFilter, for every filter.
 		case specs.LinuxSeccompFlagLog:
-			err = filter.SetLogBit(true)
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
 		case specs.LinuxSeccompFlagSpecAllow:
-			err = filter.SetSSB(true)
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 		case specs.LinuxSeccompFlagWaitKillableRecv:
-			// Needs to know whether a listener exists: set after the rules.
-			waitKillable, waitIdx = true, i
-		}
-		if err != nil {
-			return -1, unsupported(fmt.Sprintf("%s.flags[%d]", root, i), string(f), err)
+			waitKillable = true
 		}
 	}
 
 	notify, rules, err := addRules(filter, cfg, defAct)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	if rules > binaryTreeMinRules {
 		// Only speed is at stake, and older libseccomp lacks the attribute.
 		_ = filter.SetOptimize(2)
 	}
-
-	// The flag qualifies the listener; with no NOTIFY rule loaded (all such
-	// names unknown here) there is no listener, and the kernel would refuse
-	// the flag on its own.
-	waitKillable = waitKillable && notify
-	if waitKillable && apiLevel() < apiWaitKill {
-		return loadRaw(filter, cfg.Flags)
-	}
-	if waitKillable {
-		if err := filter.SetWaitKill(true); err != nil {
-			return -1, unsupported(fmt.Sprintf("%s.flags[%d]", root, waitIdx), string(specs.LinuxSeccompFlagWaitKillableRecv), err)
+	if notify {
+		// TSYNC and a listener go together only with TSYNC_ESRCH.
+		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+		// The flag qualifies the listener; with no NOTIFY rule loaded
+		// the kernel would refuse it on its own.
+		if waitKillable {
+			flags |= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 		}
 	}
-
-	if err := filter.Load(); err != nil {
-		return -1, loadError(err)
+	insns, err := exportBPF(filter)
+	if err != nil {
+		return nil, fmt.Errorf("%s: exporting the filter: %w", root, err)
 	}
-	if !notify {
+	return &Program{insns: insns, flags: flags, notify: notify}, nil
+}
+
+// Load installs the program on every thread of the process and returns the
+// notify listener fd (close-on-exec), or -1 when the profile has no NOTIFY rule.
+func (p *Program) Load() (int, error) {
+	fprog := unix.SockFprog{Len: uint16(len(p.insns)), Filter: &p.insns[0]}
+	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, p.flags, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(p.insns)
+	if errno != 0 {
+		return -1, loadError(errno)
+	}
+	if !p.notify {
 		return -1, nil
 	}
-	fd, err := filter.GetNotifFd()
-	if err != nil {
-		return -1, fmt.Errorf("%s: getting the notify listener fd: %w", root, err)
-	}
-	if fd < 0 {
-		return -1, fmt.Errorf("%s: libseccomp returned no notify listener fd (%d)", root, fd)
-	}
+	unix.CloseOnExec(int(fd))
 	return int(fd), nil
 }
 
@@ -264,29 +268,6 @@ func scmpAction(a specs.LinuxSeccompAction, errnoRet *uint) libseccomp.ScmpActio
 // program is libseccomp's own export, so only the flags differ from
 // filter.Load. It is only used with a listener, which TSYNC tolerates only
 // with TSYNC_ESRCH.
-func loadRaw(filter *libseccomp.ScmpFilter, cfgFlags []specs.LinuxSeccompFlag) (int, error) {
-	prog, err := exportBPF(filter)
-	if err != nil {
-		return -1, fmt.Errorf("%s: exporting the filter: %w", root, err)
-	}
-	flags := uintptr(rawFlags)
-	for _, f := range cfgFlags {
-		switch f {
-		case specs.LinuxSeccompFlagLog:
-			flags |= unix.SECCOMP_FILTER_FLAG_LOG
-		case specs.LinuxSeccompFlagSpecAllow:
-			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
-		}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
-	if errno != 0 {
-		return -1, loadError(errno)
-	}
-	return int(fd), nil
-}
-
 // exportBPF returns libseccomp's compiled program. libseccomp 2.5 can only
 // write it to an fd; a memfd cannot fill up the way a pipe could.
 func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
