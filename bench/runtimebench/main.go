@@ -7,6 +7,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,12 @@ func main() {
 }
 
 func once(rt, root, bundle, id, mode string) (time.Duration, error) {
+	out, err := os.CreateTemp("", "runtimebench-out")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
 	start := time.Now()
 	var steps [][]string
 	if mode == "run" {
@@ -79,8 +86,13 @@ func once(rt, root, bundle, id, mode string) (time.Duration, error) {
 	}
 	for _, s := range steps {
 		cmd := exec.Command(rt, append([]string{"--root", root}, s...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
+		// A file, not a pipe: a created container holds its stdio, and
+		// waiting for a pipe's EOF would wait for the container.
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			out.Seek(0, 0)
+			msg, _ := io.ReadAll(out)
+			return 0, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, msg)
 		}
 	}
 	return time.Since(start), nil

@@ -67,7 +67,11 @@ func logError(err error) {
 }
 
 func newLogger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+	opts := &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey && len(groups) == 0 {
+			// Microseconds: --debug is how step timings are read.
+			a.Value = slog.StringValue(a.Value.Time().UTC().Format("2006-01-02T15:04:05.000000Z"))
+		}
 		if a.Key == slog.LevelKey {
 			// runc's lower-case level names are what the shims parse.
 			a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
@@ -99,10 +103,16 @@ func newRoot() *cobra.Command {
 			default:
 				return fmt.Errorf("--log-format %q: must be text or json: %w", g.logFormat, errdefs.ErrInvalidArgument)
 			}
-			if g.debug && g.log != "" {
-				if f, err := os.OpenFile(g.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-					slog.SetDefault(newLogger(f))
+			if g.debug {
+				// --debug: step timings and details, to --log or stderr.
+				var w io.Writer = os.Stderr
+				if g.log != "" {
+					if f, err := os.OpenFile(g.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+						w = f
+					}
 				}
+				slog.SetDefault(newLogger(w))
+				slog.Debug("start", "command", cmd.Name())
 			}
 			return nil
 		},

@@ -3,6 +3,7 @@ package libct
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,6 +51,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("create: config loaded", "id", id)
 	if spec.Process != nil && spec.Process.Terminal && o.ConsoleSocket == "" {
 		return nil, fmt.Errorf("process.terminal is set: --console-socket is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -144,6 +146,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	so.uidMaps, so.gidMaps = spec.Linux.UIDMappings, spec.Linux.GIDMappings
 	so.timeOffsets = spec.Linux.TimeOffsets
 
+	slog.Debug("create: spawning init", "id", id)
 	p, err := spawn(so)
 	if p != nil {
 		cleanup.add(p.kill)
@@ -152,6 +155,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	slog.Debug("create: init in its namespaces", "id", id, "pid", p.pid)
 	if err := cg.Set(resourcesWithDevices(spec.Linux)); err != nil {
 		return nil, fmt.Errorf("linux.resources: %w", err)
 	}
@@ -169,6 +173,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err := p.recv("hooks"); err != nil {
 		return nil, err
 	}
+	slog.Debug("create: rootfs mounted", "id", id)
 	if h := spec.Hooks; h != nil {
 		// runtime-tools checks "created" for prestart (crun passes it so).
 		pre := *cfg.State
@@ -186,6 +191,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err := p.recv("ready"); err != nil {
 		return nil, err
 	}
+	slog.Debug("create: init ready", "id", id)
 	if err := c.save(); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package libct
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,7 +47,9 @@ func (c *Container) Start() error {
 	}
 	// init keeps the fifo open until exec closes it: read to EOF. Anything
 	// after the first byte is init's error.
+	slog.Debug("start: init released", "id", c.ID)
 	msg, err := readToEOF(fd)
+	slog.Debug("start: process exec'd", "id", c.ID)
 	os.Remove(fifoPath)
 	if err != nil {
 		return fmt.Errorf("container %s: exec fifo: %w", c.ID, err)
@@ -143,6 +146,7 @@ func (c *Container) Delete(force bool) error {
 			}
 		}
 	}
+	slog.Debug("delete: processes gone", "id", c.ID)
 	if m := c.cgroups(); m != nil {
 		if err := m.Destroy(); err != nil {
 			warnf("container %s: remove cgroups: %v", c.ID, err)
@@ -154,6 +158,7 @@ func (c *Container) Delete(force bool) error {
 		st.Pid = 0
 		warnHooks("poststop", h.Poststop, st)
 	}
+	slog.Debug("delete: cgroups removed", "id", c.ID)
 	return os.RemoveAll(c.dir)
 }
 

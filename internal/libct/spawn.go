@@ -2,6 +2,7 @@ package libct
 
 import (
 	"bufio"
+	"log/slog"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -61,7 +62,9 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 			parent.Close()
 		}
 	}()
+	slog.Debug("spawn: socketpair")
 	exe, err := selfExe()
+	slog.Debug("spawn: selfexe")
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +93,7 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
+	slog.Debug("spawn: started")
 	p := &initProc{pid: cmd.Process.Pid, sock: parent, cmd: cmd}
 	defer func() {
 		if retErr != nil {
@@ -107,6 +111,7 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 			return p, err
 		}
 	}
+	slog.Debug("spawn: cgroup applied")
 	if err := writeNSMessage(parent, o); err != nil {
 		return p, err
 	}
@@ -128,6 +133,7 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 				return p, err
 			}
 		case strings.HasPrefix(line, "pid "):
+			slog.Debug("spawn: pid received")
 			pid, err := strconv.Atoi(line[4:])
 			if err != nil {
 				return p, fmt.Errorf("init sent %q", line)
