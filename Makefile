@@ -1,12 +1,14 @@
 GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# Static: no dynamic loader work at each of the runtime's (many) starts.
+LDFLAGS := -s -w -X main.version=$(VERSION) -linkmode external -extldflags -static
+TAGS := osusergo netgo
 
 .PHONY: build test bench install clean conformance
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
+	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
 
 test: build
 	$(GO) test -count=1 -timeout 20m ./...

@@ -217,7 +217,7 @@ func writePidFile(path string, pid int) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+	return fsutil.ReplaceFile(abs, []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // resourcesWithDevices adds to the configured device rules those every

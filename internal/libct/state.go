@@ -133,7 +133,7 @@ func (c *Container) save() error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(c.dir, stateFile), data, 0o600)
+	return fsutil.ReplaceFile(filepath.Join(c.dir, stateFile), data, 0o600)
 }
 
 // Status derives the container's status from the system, never from a
