@@ -2,10 +2,10 @@ package libct
 
 import (
 	"bufio"
-	"log/slog"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
