@@ -109,6 +109,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
 	}
 	cleanup.add(func() { cg.Destroy() })
+	if err := cg.Apply(-1); err != nil {
+		return nil, err
+	}
 
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
 	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec,

@@ -65,10 +65,7 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 		}
 		so.joins = append(so.joins, nsJoin{nsTypes[ns.Type], path})
 	}
-	if m := c.cgroups(); m != nil {
-		so.cgroup = m
-		so.addPid = true
-	}
+	so.cgroup = c.cgroups()
 	proc, err := spawn(so)
 	if proc != nil {
 		defer proc.close()

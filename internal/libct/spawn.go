@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berthdev/berth/internal/libct/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -29,7 +30,7 @@ type spawnOpts struct {
 	stdio       [3]*os.File
 	dir         string
 	cgroup      *cgroups.Manager
-	addPid      bool // join the existing cgroup (exec) rather than create it
+	cgroupTasks []string // v1 "tasks" files init writes itself into (JoinPoints)
 }
 
 type nsJoin struct {
@@ -90,6 +91,19 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 		Stderr:     o.stdio[2],
 		ExtraFiles: extra,
 	}
+	v2 := ""
+	if o.cgroup != nil {
+		o.cgroupTasks, v2 = o.cgroup.JoinPoints()
+	}
+	if v2 != "" {
+		// Cloned straight into the cgroup2 cgroup (see JoinPoints).
+		dir, err := os.Open(v2)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", v2, err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -100,18 +114,6 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 			p.kill()
 		}
 	}()
-	// In the cgroup before it does anything, and before it unshares the
-	// cgroup namespace, whose root is then the container's cgroup.
-	if o.cgroup != nil {
-		apply := o.cgroup.Apply
-		if o.addPid {
-			apply = o.cgroup.AddPid
-		}
-		if err := apply(cmd.Process.Pid); err != nil {
-			return p, err
-		}
-	}
-	slog.Debug("spawn: cgroup applied")
 	if err := writeNSMessage(parent, o); err != nil {
 		return p, err
 	}
@@ -161,6 +163,9 @@ func writeNSMessage(w *os.File, o *spawnOpts) error {
 	fmt.Fprintf(&b, "clone=%d\n", o.cloneFlags)
 	for _, j := range o.joins {
 		fmt.Fprintf(&b, "join=%d:%s\n", j.flag, j.path)
+	}
+	for _, t := range o.cgroupTasks {
+		fmt.Fprintf(&b, "cgroup=%s\n", t)
 	}
 	for clock, off := range o.timeOffsets {
 		fmt.Fprintf(&b, "timens=%s %d %d\n", clock, off.Secs, off.Nanosecs)

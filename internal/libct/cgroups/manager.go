@@ -300,3 +300,28 @@ func (m *Manager) Path(controller string) string {
 	}
 	return m.paths[controller]
 }
+
+// JoinPoints tell a new process how to enter the container's cgroups
+// itself, which is much cheaper than being moved: writing a pid to
+// cgroup.procs takes a global lock that waits for an RCU grace period
+// (milliseconds, up to tens of them here) on every container start. A
+// single-threaded process that writes "0" to a v1 hierarchy's "tasks" file
+// moves only itself and skips that lock; in cgroup2 the child is cloned
+// straight into its cgroup (CLONE_INTO_CGROUP). tasks lists the v1 files
+// (one per hierarchy), v2 the cgroup2 directory ("" without one). The
+// cgroups must exist (Apply(-1)).
+func (m *Manager) JoinPoints() (tasks []string, v2 string) {
+	seen := map[string]bool{}
+	for k, p := range m.paths {
+		if k == UnifiedKey {
+			v2 = p
+			continue
+		}
+		if !seen[p] {
+			seen[p] = true
+			tasks = append(tasks, filepath.Join(p, "tasks"))
+		}
+	}
+	slices.Sort(tasks)
+	return tasks, v2
+}

@@ -11,6 +11,7 @@
  *   clone=<flags>            namespaces to create (CLONE_NEW*)
  *   join=<flag>:<path>       namespaces to join, in any order (user goes first)
  *   timens=<clock> <s> <ns>  time namespace offsets (monotonic, boottime)
+ *   cgroup=<path>            a cgroup v1 "tasks" file to join first (see below)
  * The child answers with single lines:
  *   "maps\n"                 after unshare(CLONE_NEWUSER): write my uid/gid maps;
  *                            the parent answers with one byte
@@ -39,6 +40,7 @@
 #endif
 
 #define MAX_JOIN 16
+#define MAX_CGROUP 32
 
 static int sync_fd = -1;
 
@@ -136,6 +138,8 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	int njoin = 0;
 	char timens[256] = "";
 	size_t timens_len = 0;
+	char *cgroups[MAX_CGROUP];
+	int ncgroup = 0;
 
 	for (char *save = NULL, *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "clone=", 6) == 0) {
@@ -151,6 +155,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			joins[njoin].path = colon + 1;
 			joins[njoin].fd = -1;
 			njoin++;
+		} else if (strncmp(line, "cgroup=", 7) == 0) {
+			if (ncgroup == MAX_CGROUP) {
+				errno = EINVAL;
+				bail("namespace message", line);
+			}
+			cgroups[ncgroup++] = line + 7;
 		} else if (strncmp(line, "timens=", 7) == 0) {
 			size_t l = strlen(line + 7);
 			if (timens_len + l + 2 > sizeof(timens)) {
@@ -161,6 +171,20 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			timens_len += l;
 			timens[timens_len++] = '\n';
 		}
+	}
+
+	/* Into the container's cgroups before anything else (the cgroup
+	 * namespace made below is rooted at them). "0" in a v1 "tasks" file
+	 * moves just the calling thread, the whole process while it has one
+	 * thread, and skips the global lock that moving a pid through
+	 * cgroup.procs takes, which waits for an RCU grace period. */
+	for (int i = 0; i < ncgroup; i++) {
+		int fd = open(cgroups[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			bail("open cgroup", cgroups[i]);
+		if (write(fd, "0", 1) != 1)
+			bail("join cgroup", cgroups[i]);
+		close(fd);
 	}
 
 	/* Open every path first: after joining a mount namespace they would
