@@ -41,7 +41,11 @@ func execCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := fl.build(c.Spec, args[1:])
+			spec, err := c.Spec()
+			if err != nil {
+				return err
+			}
+			p, err := fl.build(spec, args[1:])
 			if err != nil {
 				return err
 			}

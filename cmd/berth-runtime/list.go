@@ -40,9 +40,9 @@ func listCmd() *cobra.Command {
 			entries := make([]listEntry, 0, len(cs))
 			for _, c := range cs {
 				st := c.State()
-				entries = append(entries, listEntry{OCIVersion: c.Spec.Version, ID: c.ID, Pid: st.Pid,
+				entries = append(entries, listEntry{OCIVersion: c.OCIVersion, ID: c.ID, Pid: st.Pid,
 					Status: string(st.Status), Bundle: c.Bundle, Rootfs: c.Rootfs, Created: c.Created,
-					Annotations: c.Spec.Annotations, Owner: c.Owner})
+					Annotations: c.Annotations, Owner: c.Owner})
 			}
 			switch {
 			case quiet:

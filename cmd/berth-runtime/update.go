@@ -26,9 +26,13 @@ func updateCmd() *cobra.Command {
 				return err
 			}
 			defer l.Unlock()
+			spec, err := c.Spec()
+			if err != nil {
+				return err
+			}
 			r := &specs.LinuxResources{}
-			if c.Spec.Linux.Resources != nil {
-				cp := *c.Spec.Linux.Resources
+			if spec.Linux.Resources != nil {
+				cp := *spec.Linux.Resources
 				r = &cp
 			}
 			if resources != "" {

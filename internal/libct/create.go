@@ -82,7 +82,11 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
-	c := &Container{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, Created: time.Now().UTC(), dir: dir}
+	c, err := newContainer(id, dir, spec)
+	if err != nil {
+		return nil, err
+	}
+	c.Bundle, c.Rootfs, c.Created = bundle, rootfs, time.Now().UTC()
 	if os.Geteuid() != 0 {
 		c.Owner = strconv.Itoa(os.Geteuid())
 	} else {

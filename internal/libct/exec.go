@@ -33,9 +33,13 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 	if p.Terminal && o.ConsoleSocket == "" {
 		return 0, fmt.Errorf("--tty needs --console-socket: %w", errdefs.ErrInvalidArgument)
 	}
+	spec, err := c.Spec()
+	if err != nil {
+		return 0, err
+	}
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: "/"}
-	cfg := &initConfig{Mode: "exec", ID: c.ID, Spec: c.Spec, Process: p, PreserveFds: o.PreserveFds,
-		ConsoleFd: -1, FifoFd: -1, ListenerFd: -1, UserNS: hasNS(c.Spec.Linux, specs.UserNamespace)}
+	cfg := &initConfig{Mode: "exec", ID: c.ID, Spec: spec, Process: p, PreserveFds: o.PreserveFds,
+		ConsoleFd: -1, FifoFd: -1, ListenerFd: -1, UserNS: hasNS(spec.Linux, specs.UserNamespace)}
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {
@@ -45,7 +49,7 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 		cfg.ConsoleFd = so.fileFd(len(so.files))
 		so.files = append(so.files, f)
 	}
-	if s := c.Spec.Linux.Seccomp; s != nil && s.ListenerPath != "" {
+	if s := spec.Linux.Seccomp; s != nil && s.ListenerPath != "" {
 		f, err := dialUnix(s.ListenerPath)
 		if err != nil {
 			return 0, fmt.Errorf("linux.seccomp.listenerPath %s: %w", s.ListenerPath, err)
@@ -55,7 +59,7 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 		so.files = append(so.files, f)
 	}
 	// Join every namespace of the container that is not already ours.
-	for _, ns := range c.Spec.Linux.Namespaces {
+	for _, ns := range spec.Linux.Namespaces {
 		name := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "pid", specs.NetworkNamespace: "net",
 			specs.MountNamespace: "mnt", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
 			specs.UserNamespace: "user", specs.CgroupNamespace: "cgroup", specs.TimeNamespace: "time"}[ns.Type]

@@ -21,7 +21,7 @@ func (c *Container) Start() error {
 	if st := c.Status(); st != Created {
 		return wrongState(c, st, Created)
 	}
-	if c.Spec.Process == nil {
+	if !c.HasProcess {
 		return fmt.Errorf("container %s has no process to start (config.json has no process): %w", c.ID, errdefs.ErrFailedPrecond)
 	}
 	fifoPath := filepath.Join(c.dir, fifoName)
@@ -57,7 +57,7 @@ func (c *Container) Start() error {
 	if len(msg) > 1 {
 		return fmt.Errorf("container %s: start: %s", c.ID, msg[1:])
 	}
-	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+	if h := c.Hooks; h != nil && len(h.Poststart) > 0 {
 		warnHooks("poststart", h.Poststart, c.State())
 	}
 	return nil
@@ -137,7 +137,7 @@ func (c *Container) Delete(force bool) error {
 		c.killAll()
 	}
 	// Processes left without a pid namespace of their own die with the container.
-	if !hasNS(c.Spec.Linux, specs.PIDNamespace) || nsPath(c.Spec.Linux, specs.PIDNamespace) != "" {
+	if !c.OwnPidNS {
 		if m := c.cgroups(); m != nil {
 			if pids, err := m.Pids(); err == nil {
 				for _, p := range pids {
@@ -152,7 +152,7 @@ func (c *Container) Delete(force bool) error {
 			warnf("container %s: remove cgroups: %v", c.ID, err)
 		}
 	}
-	if h := c.Spec.Hooks; h != nil && len(h.Poststop) > 0 {
+	if h := c.Hooks; h != nil && len(h.Poststop) > 0 {
 		st := c.State()
 		st.Status = Stopped
 		st.Pid = 0
@@ -224,10 +224,17 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err := m.Set(&set); err != nil {
 		return err
 	}
-	if c.Spec.Linux.Resources != nil {
-		r.Devices = c.Spec.Linux.Resources.Devices
+	spec, err := c.Spec()
+	if err != nil {
+		return err
 	}
-	c.Spec.Linux.Resources = r
+	if spec.Linux.Resources != nil {
+		r.Devices = spec.Linux.Resources.Devices
+	}
+	spec.Linux.Resources = r
+	if err := c.setSpec(spec); err != nil {
+		return err
+	}
 	return c.save()
 }
 

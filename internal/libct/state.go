@@ -42,9 +42,55 @@ type Container struct {
 	Created     time.Time         `json:"created"`
 	CgroupPaths map[string]string `json:"cgroup_paths,omitempty"`
 	Owner       string            `json:"owner,omitempty"`
-	Spec        *specs.Spec       `json:"spec"`
+	// What the frequent commands (state, start, kill, delete, list) need
+	// of the config, so that they never decode the whole spec: in a fresh
+	// process that costs more than everything else they do.
+	OCIVersion  string            `json:"oci_version"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	HasProcess  bool              `json:"has_process"`
+	OwnPidNS    bool              `json:"own_pid_ns"`
+	// RawSpec is the config as created (and updated); Spec decodes it.
+	RawSpec json.RawMessage `json:"spec"`
 
-	dir string
+	spec *specs.Spec
+	dir  string
+}
+
+// newContainer records spec's summary fields.
+func newContainer(id, dir string, spec *specs.Spec) (*Container, error) {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Container{ID: id, dir: dir, spec: spec, RawSpec: raw, OCIVersion: spec.Version,
+		Annotations: spec.Annotations, Hooks: spec.Hooks, HasProcess: spec.Process != nil,
+		OwnPidNS: hasNS(spec.Linux, specs.PIDNamespace) && nsPath(spec.Linux, specs.PIDNamespace) == ""}, nil
+}
+
+// Spec is the container's config, decoded on first use.
+func (c *Container) Spec() (*specs.Spec, error) {
+	if c.spec == nil {
+		var s specs.Spec
+		if err := json.Unmarshal(c.RawSpec, &s); err != nil {
+			return nil, fmt.Errorf("container %s: corrupt config in state: %w", c.ID, err)
+		}
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		c.spec = &s
+	}
+	return c.spec, nil
+}
+
+// setSpec replaces the recorded config (update).
+func (c *Container) setSpec(s *specs.Spec) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	c.spec, c.RawSpec = s, raw
+	return nil
 }
 
 var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
@@ -203,7 +249,7 @@ func (c *Container) State() *specs.State {
 		ID:          c.ID,
 		Status:      specs.ContainerState(c.Status()),
 		Bundle:      c.Bundle,
-		Annotations: c.Spec.Annotations,
+		Annotations: c.Annotations,
 	}
 	if st.Status != Stopped {
 		st.Pid = c.Pid
