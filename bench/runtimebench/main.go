@@ -31,7 +31,7 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(state)
-	modes := []string{"run", "create+start+delete"}
+	modes := []string{"run", "create+start+delete", "create", "start", "delete"}
 	times := map[string]map[string][]time.Duration{}
 	for _, m := range modes {
 		times[m] = map[string][]time.Duration{}
@@ -41,12 +41,20 @@ func main() {
 			root := filepath.Join(state, filepath.Base(rt))
 			for _, m := range modes {
 				id := fmt.Sprintf("bench-%d", i)
+				if m == "create" || m == "start" || m == "delete" {
+					continue // recorded by create+start+delete
+				}
 				d, err := once(rt, root, *bundle, id, m)
 				if err != nil {
 					fail(fmt.Errorf("%s %s: %w", rt, m, err))
 				}
 				if i > 0 { // the first round warms caches
-					times[m][rt] = append(times[m][rt], d)
+					times[m][rt] = append(times[m][rt], d[0])
+					if m == "create+start+delete" {
+						for j, step := range []string{"create", "start", "delete"} {
+							times[step][rt] = append(times[step][rt], d[j+1])
+						}
+					}
 				}
 			}
 		}
@@ -70,10 +78,11 @@ func main() {
 	fmt.Printf("(%d runs each after one warm-up round; ratio = median / median of %s)\n", *n, filepath.Base(runtimes[0]))
 }
 
-func once(rt, root, bundle, id, mode string) (time.Duration, error) {
+// once runs one mode and returns its total time, then each step's.
+func once(rt, root, bundle, id, mode string) ([]time.Duration, error) {
 	out, err := os.CreateTemp("", "runtimebench-out")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer os.Remove(out.Name())
 	defer out.Close()
@@ -84,7 +93,9 @@ func once(rt, root, bundle, id, mode string) (time.Duration, error) {
 	} else {
 		steps = [][]string{{"create", "--bundle", bundle, id}, {"start", id}, {"delete", "--force", id}}
 	}
+	times := []time.Duration{0}
 	for _, s := range steps {
+		t := time.Now()
 		cmd := exec.Command(rt, append([]string{"--root", root}, s...)...)
 		// A file, not a pipe: a created container holds its stdio, and
 		// waiting for a pipe's EOF would wait for the container.
@@ -92,10 +103,12 @@ func once(rt, root, bundle, id, mode string) (time.Duration, error) {
 		if err := cmd.Run(); err != nil {
 			out.Seek(0, 0)
 			msg, _ := io.ReadAll(out)
-			return 0, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, msg)
+			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, msg)
 		}
+		times = append(times, time.Since(t))
 	}
-	return time.Since(start), nil
+	times[0] = time.Since(start)
+	return times, nil
 }
 
 func stats(d []time.Duration) (median, p90 time.Duration) {
