@@ -14,16 +14,12 @@ func deleteCmd() *cobra.Command {
 		Short:   "Remove a stopped container and its resources",
 		Args:    oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				// runc: --force on a container that is gone is not an error.
-				if force && errdefs.IsNotFound(err) {
-					return nil
-				}
-				return err
+			err := locked(args[0], func(c *libct.Container) error { return c.Delete(force) })
+			// runc: --force on a container that is gone is not an error.
+			if force && errdefs.IsNotFound(err) {
+				return nil
 			}
-			defer l.Unlock()
-			return c.Delete(force)
+			return err
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it runs")

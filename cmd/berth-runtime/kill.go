@@ -30,12 +30,7 @@ func killCmd() *cobra.Command {
 					return err
 				}
 			}
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				return err
-			}
-			defer l.Unlock()
-			return c.Signal(sig, all)
+			return locked(args[0], func(c *libct.Container) error { return c.Signal(sig, all) })
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "send the signal to every process of the container")

@@ -150,3 +150,14 @@ func oneID(cmd *cobra.Command, args []string) error {
 }
 
 func stdio() [3]*os.File { return [3]*os.File{os.Stdin, os.Stdout, os.Stderr} }
+
+// locked runs op on the container while holding its lock, so that
+// concurrent commands on one container never interleave.
+func locked(id string, op func(*libct.Container) error) error {
+	c, l, err := libct.LockAndLoad(g.root, id)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	return op(c)
+}

@@ -11,12 +11,7 @@ func pauseCmd() *cobra.Command {
 		Short: "Freeze every process of the container",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				return err
-			}
-			defer l.Unlock()
-			return c.Pause()
+			return locked(args[0], (*libct.Container).Pause)
 		},
 	}
 }
@@ -27,12 +22,7 @@ func resumeCmd() *cobra.Command {
 		Short: "Thaw a paused container",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				return err
-			}
-			defer l.Unlock()
-			return c.Resume()
+			return locked(args[0], (*libct.Container).Resume)
 		},
 	}
 }

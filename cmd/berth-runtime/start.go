@@ -11,12 +11,7 @@ func startCmd() *cobra.Command {
 		Short: "Run the process of a created container",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				return err
-			}
-			defer l.Unlock()
-			return c.Start()
+			return locked(args[0], (*libct.Container).Start)
 		},
 	}
 }

@@ -21,39 +21,7 @@ func updateCmd() *cobra.Command {
 		Short: "Change the container's resource limits",
 		Args:  oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := libct.LockAndLoad(g.root, args[0])
-			if err != nil {
-				return err
-			}
-			defer l.Unlock()
-			spec, err := c.Spec()
-			if err != nil {
-				return err
-			}
-			r := &specs.LinuxResources{}
-			if spec.Linux.Resources != nil {
-				cp := *spec.Linux.Resources
-				r = &cp
-			}
-			if resources != "" {
-				var in io.Reader = os.Stdin
-				if resources != "-" {
-					f, err := os.Open(resources)
-					if err != nil {
-						return fmt.Errorf("--resources: %w", err)
-					}
-					defer f.Close()
-					in = f
-				}
-				r = &specs.LinuxResources{}
-				if err := json.NewDecoder(in).Decode(r); err != nil {
-					return fmt.Errorf("--resources: malformed JSON: %v: %w", err, errdefs.ErrInvalidArgument)
-				}
-			}
-			if err := applyUpdateFlags(cmd, r); err != nil {
-				return err
-			}
-			return c.Update(r)
+			return locked(args[0], func(c *libct.Container) error { return update(cmd, c, resources) })
 		},
 	}
 	f := cmd.Flags()
@@ -72,6 +40,38 @@ func updateCmd() *cobra.Command {
 	f.String("pids-limit", "", "maximum number of processes")
 	f.String("blkio-weight", "", "block IO weight (10-1000)")
 	return cmd
+}
+
+// update merges --resources and the flags into the container's resources.
+func update(cmd *cobra.Command, c *libct.Container, resources string) error {
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
+	r := &specs.LinuxResources{}
+	if spec.Linux.Resources != nil {
+		cp := *spec.Linux.Resources
+		r = &cp
+	}
+	if resources != "" {
+		var in io.Reader = os.Stdin
+		if resources != "-" {
+			f, err := os.Open(resources)
+			if err != nil {
+				return fmt.Errorf("--resources: %w", err)
+			}
+			defer f.Close()
+			in = f
+		}
+		r = &specs.LinuxResources{}
+		if err := json.NewDecoder(in).Decode(r); err != nil {
+			return fmt.Errorf("--resources: malformed JSON: %v: %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	if err := applyUpdateFlags(cmd, r); err != nil {
+		return err
+	}
+	return c.Update(r)
 }
 
 func parseBytes(s string) (int64, error) {
