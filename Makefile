@@ -4,17 +4,29 @@ GO ?= go
 export GOEXPERIMENT := jsonv2
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-# Static: no dynamic loader work at each of the runtime's (many) starts.
+# Static and on musl (Debian's musl-tools): the runtime starts for every
+# container command, and a static musl binary reaches main() about 0.5 ms
+# sooner than a glibc one. libseccomp is linked from Debian's static
+# library, copied aside so that the linker never sees glibc's libc.a.
 LDFLAGS := -s -w -X main.version=$(VERSION) -linkmode external -extldflags -static
 TAGS := osusergo netgo
+MUSL_LIB := $(BIN)/.musl-lib
+BUILD_ENV := CC=musl-gcc CGO_CFLAGS="-O2 -idirafter /usr/include -idirafter /usr/include/$(shell gcc -dumpmachine)" \
+	CGO_LDFLAGS="-L$(CURDIR)/$(MUSL_LIB)"
 
 .PHONY: build test bench install clean conformance
 
-build:
-	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
+build: $(MUSL_LIB)/libseccomp.a
+	$(BUILD_ENV) $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
+
+$(MUSL_LIB)/libseccomp.a:
+	@command -v musl-gcc >/dev/null || { echo "musl-gcc not found: apt-get install musl-tools" >&2; exit 1; }
+	@test -f /usr/lib/$(shell gcc -dumpmachine)/libseccomp.a || { echo "libseccomp.a not found: apt-get install libseccomp-dev" >&2; exit 1; }
+	mkdir -p $(MUSL_LIB) && cp /usr/lib/$(shell gcc -dumpmachine)/libseccomp.a $(MUSL_LIB)/
 
 test: build
-	$(GO) test -count=1 -timeout 20m ./...
+	# The integration tests drive the binary that ships, not a test build.
+	BERTH_TEST_RUNTIME=$(CURDIR)/$(BIN)/berth-runtime $(GO) test -count=1 -timeout 20m ./...
 
 bench: build
 	bash bench/runtime.sh
