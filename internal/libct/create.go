@@ -118,7 +118,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
-	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec,
+	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initSpec(spec),
 		NoPivot: o.NoPivot, PreserveFds: o.PreserveFds, ConsoleFd: -1, ListenerFd: -1,
 		NewMountNS: hasNS(spec.Linux, specs.MountNamespace) && nsPath(spec.Linux, specs.MountNamespace) == "",
 		UserNS:     hasNS(spec.Linux, specs.UserNamespace)}
@@ -174,14 +174,17 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	cfg.CgroupPaths = c.CgroupPaths
 	cfg.CgroupUnified, cfg.CgroupMounts = cgroupMounts(c.CgroupPaths)
 	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Creating, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}
+	if h := spec.Hooks; h != nil {
+		cfg.RuntimeHooks = len(h.Prestart) > 0 || len(h.CreateRuntime) > 0
+	}
 	if err := p.send(cfg); err != nil {
 		return nil, err
 	}
-	if err := p.recv("hooks"); err != nil {
-		return nil, err
-	}
-	slog.Debug("create: rootfs mounted", "id", id)
-	if h := spec.Hooks; h != nil {
+	if h := spec.Hooks; h != nil && (len(h.Prestart) > 0 || len(h.CreateRuntime) > 0) {
+		if err := p.recv("hooks"); err != nil {
+			return nil, err
+		}
+		slog.Debug("create: rootfs mounted", "id", id)
 		// runtime-tools checks "created" for prestart (crun passes it so).
 		pre := *cfg.State
 		pre.Status = Created
@@ -191,9 +194,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		if err := runHooks("createRuntime", h.CreateRuntime, cfg.State); err != nil {
 			return nil, err
 		}
-	}
-	if err := p.enc.Encode(syncMsg{Type: "hooks-done"}); err != nil {
-		return nil, err
+		if err := p.enc.Encode(syncMsg{Type: "hooks-done"}); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.recv("ready"); err != nil {
 		return nil, err
@@ -208,6 +211,21 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		}
 	}
 	return c, nil
+}
+
+// initSpec is the part of the spec init acts on: a fresh process decodes
+// every type it receives for the first time, and resources, annotations
+// and the runtime's hooks are not init's business.
+func initSpec(s *specs.Spec) *specs.Spec {
+	c := *s
+	c.Annotations = nil
+	l := *s.Linux
+	l.Resources = nil
+	c.Linux = &l
+	if s.Hooks != nil {
+		c.Hooks = &specs.Hooks{CreateContainer: s.Hooks.CreateContainer, StartContainer: s.Hooks.StartContainer}
+	}
+	return &c
 }
 
 func dialUnix(path string) (*os.File, error) {

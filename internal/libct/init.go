@@ -32,6 +32,9 @@ type initConfig struct {
 	CgroupPaths   map[string]string `json:"cgroup_paths,omitempty"`
 	CgroupMounts  []cgroupMount     `json:"cgroup_mounts,omitempty"`
 	CgroupUnified bool              `json:"cgroup_unified,omitempty"`
+	// RuntimeHooks: prestart or createRuntime hooks exist, and init
+	// must stop for the runtime to run them.
+	RuntimeHooks bool `json:"runtime_hooks,omitempty"`
 }
 
 // cgroupMount is one host hierarchy as the container's cgroup mount shows it.
@@ -163,12 +166,14 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 		}
 	}
 	// prestart and createRuntime hooks run in the runtime, now.
-	if err := enc.Encode(syncMsg{Type: "hooks"}); err != nil {
-		return err
-	}
-	var m syncMsg
-	if err := dec.Decode(&m); err != nil || m.Type != "hooks-done" {
-		return fmt.Errorf("runtime went away during hooks")
+	if cfg.RuntimeHooks {
+		if err := enc.Encode(syncMsg{Type: "hooks"}); err != nil {
+			return err
+		}
+		var m syncMsg
+		if err := dec.Decode(&m); err != nil || m.Type != "hooks-done" {
+			return fmt.Errorf("runtime went away during hooks")
+		}
 	}
 	if s.Hooks != nil {
 		if err := runHooks("createContainer", s.Hooks.CreateContainer, cfg.State); err != nil {
