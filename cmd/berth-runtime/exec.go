@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 
@@ -49,8 +50,12 @@ func execCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var sigs chan os.Signal
 			if !fl.detach {
 				unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+				// Caught from before the process runs, so that none is lost.
+				sigs = make(chan os.Signal, 16)
+				signal.Notify(sigs, forwarded...)
 			}
 			pid, err := c.Exec(libct.ExecOpts{Process: p, ConsoleSocket: fl.consoleSocket, PidFile: fl.pidFile,
 				PreserveFds: fl.preserveFds, Stdio: stdio()})
@@ -60,7 +65,7 @@ func execCmd() *cobra.Command {
 			if fl.detach {
 				return nil
 			}
-			return exitError(waitForward(pid))
+			return exitError(waitForward(pid, sigs))
 		},
 	}
 	f := cmd.Flags()

@@ -27,6 +27,12 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Caught from before the process runs, so that none is lost.
+			var sigs chan os.Signal
+			if !detach {
+				sigs = make(chan os.Signal, 16)
+				signal.Notify(sigs, forwarded...)
+			}
 			if err := c.Start(); err != nil {
 				c.Delete(true)
 				return err
@@ -34,7 +40,7 @@ func runCmd() *cobra.Command {
 			if detach {
 				return nil
 			}
-			code := waitForward(c.Pid)
+			code := waitForward(c.Pid, sigs)
 			if c2, l, err := libct.LockAndLoad(g.root, args[0]); err == nil {
 				c2.Delete(true)
 				l.Unlock()
@@ -52,11 +58,13 @@ var forwarded = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, sys
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTSTP,
 	syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGALRM}
 
-// waitForward waits for pid, passing signals on, and returns its exit code
-// the way a shell reports it.
-func waitForward(pid int) int {
-	ch := make(chan os.Signal, 16)
-	signal.Notify(ch, forwarded...)
+// waitForward waits for pid, passing on the signals that ch (nil: from now
+// on) receives, and returns its exit code the way a shell reports it.
+func waitForward(pid int, ch chan os.Signal) int {
+	if ch == nil {
+		ch = make(chan os.Signal, 16)
+		signal.Notify(ch, forwarded...)
+	}
 	go func() {
 		for s := range ch {
 			unix.Kill(pid, s.(syscall.Signal))

@@ -82,48 +82,18 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
-	c, err := newContainer(id, dir, spec)
-	if err != nil {
-		return nil, err
-	}
-	c.Bundle, c.Rootfs, c.Created = bundle, rootfs, time.Now().UTC()
-	if os.Geteuid() != 0 {
-		c.Owner = strconv.Itoa(os.Geteuid())
-	} else {
-		c.Owner = "root"
-	}
-
-	fifoPath := filepath.Join(dir, fifoName)
-	// Writable by init whatever its uid in a user namespace; the umask
-	// must not take that away.
-	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
-		return nil, fmt.Errorf("exec fifo: %w", err)
-	}
-	if err := os.Chmod(fifoPath, 0o622); err != nil {
-		return nil, err
-	}
-	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer fifo.Close()
-
 	cg, err := cgroups.New(spec.Linux.CgroupsPath, id)
 	if err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
 	}
 	cleanup.add(func() { cg.Destroy() })
-	if err := cg.Apply(-1); err != nil {
-		return nil, err
-	}
 
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
 	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initSpec(spec),
 		NoPivot: o.NoPivot, PreserveFds: o.PreserveFds, ConsoleFd: -1, ListenerFd: -1,
+		FifoPath:   filepath.Join(dir, fifoName),
 		NewMountNS: hasNS(spec.Linux, specs.MountNamespace) && nsPath(spec.Linux, specs.MountNamespace) == "",
 		UserNS:     hasNS(spec.Linux, specs.UserNamespace)}
-	cfg.FifoFd = so.fileFd(len(so.files))
-	so.files = append(so.files, fifo)
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {
@@ -152,15 +122,69 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 	so.uidMaps, so.gidMaps = spec.Linux.UIDMappings, spec.Linux.GIDMappings
 	so.timeOffsets = spec.Linux.TimeOffsets
+	so.clone = canClone(so)
 
-	slog.Debug("create: spawning init", "id", id)
-	p, err := spawn(so)
+	// A cloned init starts now, and its exec and Go start-up overlap
+	// with the rest of the set-up below; only the cgroup2 cgroup it is
+	// cloned into must exist first. Through nsenter.c, init joins the v1
+	// cgroups before anything else, so they come first.
+	tasks, v2 := cg.JoinPoints()
+	pureV2 := v2 != "" && len(tasks) == 0
+	var p *initProc
+	startInit := func() error {
+		slog.Debug("create: spawning init", "id", id, "clone", so.clone)
+		var err error
+		p, err = spawn(so)
+		if p != nil {
+			cleanup.add(p.kill)
+		}
+		return err
+	}
+	if so.clone {
+		if pureV2 {
+			err = cg.Apply(-1)
+		} else if v2 != "" {
+			err = os.MkdirAll(v2, 0o755)
+		}
+		if err == nil {
+			err = startInit()
+		}
+		if err == nil && !pureV2 {
+			err = cg.Apply(-1)
+		}
+	} else {
+		if err = cg.Apply(-1); err == nil {
+			err = startInit()
+		}
+	}
 	if p != nil {
-		cleanup.add(p.kill)
 		defer p.close()
 	}
 	if err != nil {
 		return nil, err
+	}
+
+	// Writable by init whatever its uid in a user namespace; the umask
+	// must not take that away.
+	if err := unix.Mkfifo(cfg.FifoPath, 0o622); err != nil {
+		return nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(cfg.FifoPath, 0o622); err != nil {
+		return nil, err
+	}
+	c, err := newContainer(id, dir, spec)
+	if err != nil {
+		return nil, err
+	}
+	c.Bundle, c.Rootfs, c.Created = bundle, rootfs, time.Now().UTC()
+	if os.Geteuid() != 0 {
+		c.Owner = strconv.Itoa(os.Geteuid())
+	} else {
+		c.Owner = "root"
+	}
+	if so.clone {
+		cfg.CgroupTasks = tasks
+		cfg.CgroupNS = so.cloneFlags&unix.CLONE_NEWCGROUP != 0
 	}
 	slog.Debug("create: init in its namespaces", "id", id, "pid", p.pid)
 	if err := cg.Set(resourcesWithDevices(spec.Linux)); err != nil {

@@ -39,7 +39,7 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 	}
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: "/"}
 	cfg := &initConfig{Mode: "exec", ID: c.ID, Spec: spec, Process: p, PreserveFds: o.PreserveFds,
-		ConsoleFd: -1, FifoFd: -1, ListenerFd: -1, UserNS: hasNS(spec.Linux, specs.UserNamespace)}
+		ConsoleFd: -1, ListenerFd: -1, UserNS: hasNS(spec.Linux, specs.UserNamespace)}
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {

@@ -23,9 +23,9 @@ type initConfig struct {
 	Process       *specs.Process    `json:"process"`
 	NoPivot       bool              `json:"no_pivot,omitempty"`
 	PreserveFds   int               `json:"preserve_fds"`
-	ConsoleFd     int               `json:"console_fd"`  // -1: none
-	FifoFd        int               `json:"fifo_fd"`     // -1: none (exec)
-	ListenerFd    int               `json:"listener_fd"` // -1: no seccomp agent
+	ConsoleFd     int               `json:"console_fd"`          // -1: none
+	FifoPath      string            `json:"fifo_path,omitempty"` // create only
+	ListenerFd    int               `json:"listener_fd"`         // -1: no seccomp agent
 	State         *specs.State      `json:"state"`
 	NewMountNS    bool              `json:"new_mount_ns"`
 	UserNS        bool              `json:"userns"`
@@ -35,6 +35,10 @@ type initConfig struct {
 	// RuntimeHooks: prestart or createRuntime hooks exist, and init
 	// must stop for the runtime to run them.
 	RuntimeHooks bool `json:"runtime_hooks,omitempty"`
+	// A cloned init (spawnOpts.clone) joins its v1 cgroups and makes its
+	// cgroup namespace itself, from the thread that will exec.
+	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
+	CgroupNS    bool     `json:"cgroup_ns,omitempty"`
 }
 
 // cgroupMount is one host hierarchy as the container's cgroup mount shows it.
@@ -54,12 +58,17 @@ type syncMsg struct {
 // already in its namespaces (see nsenter.c). It never returns.
 func Init() {
 	runtime.LockOSThread()
-	fd, err := strconv.Atoi(os.Getenv("_BERTH_INIT"))
+	env := os.Getenv("_BERTH_INIT")
+	if env == "" {
+		env = os.Getenv("_BERTH_SYNC")
+	}
+	fd, err := strconv.Atoi(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "berth-runtime init: run by berth-runtime only")
 		os.Exit(2)
 	}
 	os.Unsetenv("_BERTH_INIT")
+	os.Unsetenv("_BERTH_SYNC")
 	sock := os.NewFile(uintptr(fd), "sync")
 	dec := json.NewDecoder(bufio.NewReader(sock))
 	enc := json.NewEncoder(sock)
@@ -125,6 +134,14 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	}
 	seccompListener = fdFile(cfg.ListenerFd, "seccomp-agent")
 	seccompState = cfg.State
+	if err := joinCgroups(cfg); err != nil {
+		return err
+	}
+	// Opened now, while the host's view is at hand; used after pivot_root.
+	fifoPath, err := os.OpenFile(cfg.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
 	r := &rootfs{path: cfg.Rootfs, cfg: cfg, userns: cfg.UserNS}
 	if cfg.NewMountNS {
 		if err := r.prepare(); err != nil {
@@ -180,7 +197,6 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 			return err
 		}
 	}
-	var err error
 	switch {
 	case !cfg.NewMountNS:
 		err = unix.Chroot(cfg.Rootfs)
@@ -227,7 +243,7 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	}
 	readySent = true
 	// Wait for `start`: it opens the fifo for reading.
-	fifo, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", cfg.FifoFd), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	fifo, err := os.OpenFile(procFd(fifoPath), os.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
@@ -248,4 +264,22 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 		}
 	}
 	return finishProcess(p, s.Linux, cfg.PreserveFds)
+}
+
+// joinCgroups puts a cloned init's exec thread in its v1 cgroups (see
+// cgroups.JoinPoints: "0" in "tasks" moves the calling thread only, and
+// the thread that execs is all the container's process keeps) and then
+// makes the cgroup namespace, rooted there.
+func joinCgroups(cfg *initConfig) error {
+	for _, t := range cfg.CgroupTasks {
+		if err := os.WriteFile(t, []byte("0"), 0); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", t, err)
+		}
+	}
+	if cfg.CgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("cgroup namespace: %w", err)
+		}
+	}
+	return nil
 }

@@ -31,6 +31,18 @@ type spawnOpts struct {
 	dir         string
 	cgroup      *cgroups.Manager
 	cgroupTasks []string // v1 "tasks" files init writes itself into (JoinPoints)
+	// clone: the namespaces are all new and the kernel makes them at
+	// clone, so init needs no C-side work: no round trip, no extra fork,
+	// and its Go runtime starts while the runtime still sets up. Joins, a
+	// time or a user namespace go through nsenter.c.
+	clone bool
+}
+
+// canClone tells whether spawnOpts.clone can create these namespaces.
+func canClone(o *spawnOpts) bool {
+	// In a user namespace made at clone, init could no longer write the
+	// host's cgroup files to join them.
+	return len(o.joins) == 0 && o.cloneFlags&(unix.CLONE_NEWTIME|unix.CLONE_NEWUSER) == 0 && os.Geteuid() == 0
 }
 
 type nsJoin struct {
@@ -81,16 +93,22 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 	exeFd := 3 + len(extra)
 	extra = append(extra, exe)
 
+	// nsenter.c acts on _BERTH_INIT; a cloned init only needs its socket.
+	envKey := "_BERTH_INIT="
+	if o.clone {
+		envKey = "_BERTH_SYNC="
+	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/" + strconv.Itoa(exeFd),
 		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{"_BERTH_INIT=" + strconv.Itoa(syncFd)},
+		Env:        []string{envKey + strconv.Itoa(syncFd)},
 		Dir:        o.dir,
 		Stdin:      o.stdio[0],
 		Stdout:     o.stdio[1],
 		Stderr:     o.stdio[2],
 		ExtraFiles: extra,
 	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	v2 := ""
 	if o.cgroup != nil {
 		o.cgroupTasks, v2 = o.cgroup.JoinPoints()
@@ -102,7 +120,11 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 			return nil, fmt.Errorf("cgroup %s: %w", v2, err)
 		}
 		defer dir.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+	}
+	if o.clone {
+		// The cgroup namespace waits for init to be in its cgroups.
+		cmd.SysProcAttr.Cloneflags = o.cloneFlags &^ unix.CLONE_NEWCGROUP
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
@@ -114,6 +136,11 @@ func spawn(o *spawnOpts) (_ *initProc, retErr error) {
 			p.kill()
 		}
 	}()
+	if o.clone {
+		p.dec = json.NewDecoder(bufio.NewReader(parent))
+		p.enc = json.NewEncoder(parent)
+		return p, nil
+	}
 	if err := writeNSMessage(parent, o); err != nil {
 		return p, err
 	}
