@@ -204,6 +204,16 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err := p.send(cfg); err != nil {
 		return nil, err
 	}
+	// Recorded while init sets up, off the critical path; until `ready`
+	// the lock keeps every other command out, and a failure removes it all.
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, c.Pid); err != nil {
+			return nil, err
+		}
+	}
 	if h := spec.Hooks; h != nil && (len(h.Prestart) > 0 || len(h.CreateRuntime) > 0) {
 		if err := p.recv("hooks"); err != nil {
 			return nil, err
@@ -226,14 +236,6 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return nil, err
 	}
 	slog.Debug("create: init ready", "id", id)
-	if err := c.save(); err != nil {
-		return nil, err
-	}
-	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile, c.Pid); err != nil {
-			return nil, err
-		}
-	}
 	return c, nil
 }
 
