@@ -231,32 +231,22 @@ func (r *rootfs) mountCgroup(m specs.Mount, o mountOpts) error {
 	if err := unix.Mount("tmpfs", procFd(t), "tmpfs", base|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
 		return err
 	}
+	// The tmpfs is new and empty, so nothing in it can be a planted link:
+	// its directories are made and used relative to its root directly
+	// (a lookup inside the rootfs for each costs more than its mount).
+	tmp, err := pathrs.OpenatInRoot(r.root, m.Destination)
+	if err != nil {
+		return err
+	}
+	defer tmp.Close()
+	dirfd := int(tmp.Fd())
 	for _, h := range r.cfg.CgroupMounts {
-		d := filepath.Join(m.Destination, h.Dir)
-		ht, err := r.target(d, false)
-		if err != nil {
-			return err
-		}
-		if cgroupns {
-			fstype, opts := "cgroup", h.Options
-			if h.Dir == "unified" {
-				fstype, opts = "cgroup2", ""
-			}
-			err = unix.Mount("cgroup", procFd(ht), fstype, base|ro|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts)
-		} else {
-			err = unix.Mount(h.Path, procFd(ht), "", unix.MS_BIND, "")
-			if err == nil {
-				ht.Close()
-				err = r.remountAt(d, base|ro|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
-			}
-		}
-		ht.Close()
-		if err != nil {
+		if err := r.mountHierarchy(dirfd, h, base|ro|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, cgroupns); err != nil {
 			return fmt.Errorf("cgroup %s: %w", h.Dir, err)
 		}
 		// cpu -> cpu,cpuacct and the like, as on the host.
 		for _, link := range h.Links {
-			if err := unix.Symlinkat(h.Dir, int(t.Fd()), link); err != nil && !errors.Is(err, unix.EEXIST) {
+			if err := unix.Symlinkat(h.Dir, dirfd, link); err != nil && !errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("cgroup link %s: %w", link, err)
 			}
 		}
@@ -265,6 +255,44 @@ func (r *rootfs) mountCgroup(m specs.Mount, o mountOpts) error {
 		return r.remountAt(m.Destination, o.flags|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
 	}
 	return nil
+}
+
+// mountHierarchy mounts one cgroup hierarchy at dirfd/h.Dir: the real
+// thing in a cgroup namespace (rooted at the container's cgroup), else a
+// bind of the container's cgroup directory.
+func (r *rootfs) mountHierarchy(dirfd int, h cgroupMount, flags uintptr, cgroupns bool) error {
+	if err := unix.Mkdirat(dirfd, h.Dir, 0o755); err != nil {
+		return err
+	}
+	at := func() (string, func(), error) {
+		fd, err := unix.Openat(dirfd, h.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
+	}
+	dst, done, err := at()
+	if err != nil {
+		return err
+	}
+	defer done()
+	if cgroupns {
+		fstype, opts := "cgroup", h.Options
+		if h.Dir == "unified" {
+			fstype, opts = "cgroup2", ""
+		}
+		return unix.Mount("cgroup", dst, fstype, flags, opts)
+	}
+	if err := unix.Mount(h.Path, dst, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	// The bind sits on top of dst's directory: remount through a new handle.
+	dst2, done2, err := at()
+	if err != nil {
+		return err
+	}
+	defer done2()
+	return remount(dst2, flags, false)
 }
 
 func (r *rootfs) remountAt(dest string, flags uintptr) error {
