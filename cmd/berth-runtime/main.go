@@ -66,6 +66,24 @@ func logError(err error) {
 	}
 }
 
+// lazyFile opens its file for appending on the first write, so that a
+// command that logs nothing does not pay for the open.
+type lazyFile struct {
+	path string
+	f    *os.File
+}
+
+func (l *lazyFile) Write(b []byte) (int, error) {
+	if l.f == nil {
+		f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		l.f = f
+	}
+	return l.f.Write(b)
+}
+
 func newLogger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if a.Key == slog.TimeKey && len(groups) == 0 {
@@ -103,17 +121,14 @@ func newRoot() *cobra.Command {
 			default:
 				return fmt.Errorf("--log-format %q: must be text or json: %w", g.logFormat, errdefs.ErrInvalidArgument)
 			}
-			if g.debug {
-				// --debug: step timings and details, to --log or stderr.
-				var w io.Writer = os.Stderr
-				if g.log != "" {
-					if f, err := os.OpenFile(g.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-						w = f
-					}
-				}
-				slog.SetDefault(newLogger(w))
-				slog.Debug("start", "command", cmd.Name())
+			// Warnings (and with --debug step timings) go to --log, like
+			// runc's; without it to stderr. The file opens on first write.
+			var w io.Writer = os.Stderr
+			if g.log != "" {
+				w = &lazyFile{path: g.log}
 			}
+			slog.SetDefault(newLogger(w))
+			slog.Debug("start", "command", cmd.Name())
 			return nil
 		},
 	}

@@ -77,7 +77,7 @@ func Init() {
 		os.Exit(1)
 	}
 	if cfg.Mode == "exec" {
-		err = initExec(&cfg)
+		err = initExec(&cfg, enc)
 	} else {
 		err = initCreate(&cfg, dec, enc)
 	}
@@ -105,7 +105,7 @@ func fdFile(fd int, name string) *os.File {
 	return os.NewFile(uintptr(fd), name)
 }
 
-func initExec(cfg *initConfig) error {
+func initExec(cfg *initConfig, enc *json.Encoder) error {
 	p := cfg.Process
 	if !cfg.UserNS {
 		// No process of the container may ptrace us or open our
@@ -117,7 +117,7 @@ func initExec(cfg *initConfig) error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	setOOMScoreAdj(p.OOMScoreAdj)
+	setOOMScoreAdj(p.OOMScoreAdj, enc)
 	if p.Terminal {
 		if err := setupConsole(fdFile(cfg.ConsoleFd, "console"), p.ConsoleSize, false); err != nil {
 			return err
@@ -223,7 +223,7 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 		return err
 	}
 	if p != nil {
-		setOOMScoreAdj(p.OOMScoreAdj)
+		setOOMScoreAdj(p.OOMScoreAdj, enc)
 		if p.Terminal {
 			if err := setupConsole(fdFile(cfg.ConsoleFd, "console"), p.ConsoleSize, true); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package libct
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,13 +38,14 @@ func setRlimits(rl []specs.POSIXRlimit) error {
 }
 
 // setOOMScoreAdj writes the score. Lowering it needs CAP_SYS_RESOURCE, which
-// some hosts take from root; then the inherited score stays and a warning says so.
-func setOOMScoreAdj(v *int) {
+// some hosts take from root; then the inherited score stays and the runtime
+// logs a warning (sent back as one, since init's stderr is the container's).
+func setOOMScoreAdj(v *int, enc *json.Encoder) {
 	if v == nil {
 		return
 	}
 	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*v)), 0); err != nil {
-		fmt.Fprintf(os.Stderr, "berth-runtime: warning: process.oomScoreAdj %d not applied: %v\n", *v, err)
+		enc.Encode(syncMsg{Type: "warning", Error: fmt.Sprintf("process.oomScoreAdj %d not applied: %v", *v, err)})
 	}
 }
 

@@ -240,8 +240,8 @@ func (p *initProc) send(cfg *initConfig) error { return p.enc.Encode(cfg) }
 
 // recv reads init's next message; an error message becomes an error.
 func (p *initProc) recv(want string) error {
-	var m syncMsg
-	if err := p.dec.Decode(&m); err != nil {
+	m, err := p.next()
+	if err != nil {
 		return fmt.Errorf("init exited unexpectedly")
 	}
 	if m.Type == "error" {
@@ -253,11 +253,26 @@ func (p *initProc) recv(want string) error {
 	return nil
 }
 
+// next reads init's next message, logging its warnings on the way: they
+// belong in the runtime's log, not in the container's output.
+func (p *initProc) next() (syncMsg, error) {
+	for {
+		var m syncMsg
+		if err := p.dec.Decode(&m); err != nil {
+			return m, err
+		}
+		if m.Type != "warning" {
+			return m, nil
+		}
+		slog.Warn(m.Error, "pid", p.pid)
+	}
+}
+
 // waitExec waits until init has exec'd the process (its sync socket closes
 // on exec) or reports why it could not.
 func (p *initProc) waitExec() error {
-	var m syncMsg
-	if err := p.dec.Decode(&m); err != nil {
+	m, err := p.next()
+	if err != nil {
 		return nil
 	}
 	if m.Type == "error" {
