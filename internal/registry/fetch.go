@@ -1,0 +1,256 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berthdev/berth/internal/errdefs"
+)
+
+// Repo is one repository on one endpoint: what a Fetcher talks to.
+type Repo struct {
+	// Registry is host[:port] as the configuration names it ("docker.io"
+	// is not rewritten to its API host here; a Fetcher does that).
+	Registry string
+	// Path is the repository path ("library/busybox").
+	Path string
+	// Insecure allows plain HTTP and unverified TLS.
+	Insecure bool
+}
+
+func (r Repo) String() string { return r.Registry + "/" + r.Path }
+
+// Fetched is a manifest or blob body with what the registry said about it.
+type Fetched struct {
+	Body io.ReadCloser
+	// MediaType is the Content-Type the registry sent ("" if none).
+	MediaType string
+	// Digest is the Docker-Content-Digest the registry sent ("" if none).
+	Digest digest.Digest
+	// Size is the Content-Length, -1 when unknown.
+	Size int64
+}
+
+// Fetcher speaks the distribution protocol for the Client. The Client does
+// everything that is berth's own (which endpoint, which platform, size caps,
+// media types, digest checks) above it, so a Fetcher only moves bytes.
+// Errors wrap errdefs.ErrNotFound (404), errdefs.ErrUnavailable (no answer,
+// 5xx) or ErrUnauthorized (401, 403).
+type Fetcher interface {
+	Manifest(ctx context.Context, repo Repo, ref string, accept []string) (*Fetched, error)
+	Blob(ctx context.Context, repo Repo, d digest.Digest) (*Fetched, error)
+	Tags(ctx context.Context, repo Repo) ([]string, error)
+}
+
+// httpFetcher is an anonymous distribution client over net/http.
+//
+// It stands in for go-containerregistry's remote/transport (which brings
+// token auth and the auth-file keychain): next step, now that go.mod
+// carries authn and remote. It is enough for registries that need no
+// login, such as the loopback ones tests and CI use.
+type httpFetcher struct {
+	client    *http.Client
+	insecure  *http.Client // TLS without verification, for Insecure endpoints
+	userAgent string
+	retries   int
+	schemes   sync.Map // registry -> "https" or "http" that answered
+}
+
+func newHTTPFetcher(rt http.RoundTripper, userAgent string, retries int) *httpFetcher {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	insecureRT := rt
+	if t, ok := rt.(*http.Transport); ok {
+		t = t.Clone()
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for endpoints configured insecure
+		insecureRT = t
+	}
+	return &httpFetcher{
+		client:    &http.Client{Transport: rt},
+		insecure:  &http.Client{Transport: insecureRT},
+		userAgent: userAgent,
+		retries:   retries,
+	}
+}
+
+// apiHost maps Docker Hub's name to the host that serves its API.
+func apiHost(registry string) string {
+	if registry == "docker.io" {
+		return "registry-1.docker.io"
+	}
+	return registry
+}
+
+func (f *httpFetcher) Manifest(ctx context.Context, repo Repo, ref string, accept []string) (*Fetched, error) {
+	return f.get(ctx, repo, "/manifests/"+ref, accept)
+}
+
+func (f *httpFetcher) Blob(ctx context.Context, repo Repo, d digest.Digest) (*Fetched, error) {
+	return f.get(ctx, repo, "/blobs/"+d.String(), nil)
+}
+
+// maxTagPages bounds a tag listing, so a registry whose "next" links loop
+// cannot keep us paging forever.
+const maxTagPages = 1000
+
+func (f *httpFetcher) Tags(ctx context.Context, repo Repo) ([]string, error) {
+	var all []string
+	next := "/tags/list"
+	for page := 0; next != "" && page < maxTagPages; page++ {
+		fe, link, err := f.do(ctx, repo, next, nil)
+		if err != nil {
+			return nil, err
+		}
+		var body struct {
+			Tags []string `json:"tags"`
+		}
+		err = json.NewDecoder(io.LimitReader(fe.Body, 16<<20)).Decode(&body)
+		fe.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("tag list of %s: malformed answer: %v: %w", repo, err, errdefs.ErrInvalidArgument)
+		}
+		all = append(all, body.Tags...)
+		next = link
+	}
+	return all, nil
+}
+
+func (f *httpFetcher) get(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, error) {
+	fe, _, err := f.do(ctx, repo, suffix, accept)
+	return fe, err
+}
+
+// do sends one GET (retrying when there was no usable answer) and also
+// returns the path+query of the page's rel="next" link, if any.
+func (f *httpFetcher) do(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, string, error) {
+	var err error
+	for attempt := 0; ; attempt++ {
+		var fe *Fetched
+		var next string
+		fe, next, err = f.once(ctx, repo, suffix, accept)
+		if err == nil || !errors.Is(err, errdefs.ErrUnavailable) || attempt >= f.retries {
+			return fe, next, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+}
+
+func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, string, error) {
+	host := apiHost(repo.Registry)
+	schemes := []string{"https"}
+	if repo.Insecure {
+		// Try TLS first, as docker does, and remember which one answered.
+		if s, ok := f.schemes.Load(host); ok {
+			schemes = []string{s.(string)}
+		} else {
+			schemes = []string{"https", "http"}
+		}
+	}
+	var lastErr error
+	for _, scheme := range schemes {
+		target := suffix
+		if !strings.HasPrefix(suffix, "/v2/") {
+			target = "/v2/" + repo.Path + suffix
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+host+target, nil)
+		if err != nil {
+			return nil, "", fmt.Errorf("registry %s: %v: %w", repo.Registry, err, errdefs.ErrInvalidArgument)
+		}
+		if len(accept) > 0 {
+			req.Header.Set("Accept", strings.Join(accept, ", "))
+		}
+		if f.userAgent != "" {
+			req.Header.Set("User-Agent", f.userAgent)
+		}
+		client := f.client
+		if repo.Insecure {
+			client = f.insecure
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			lastErr = fmt.Errorf("registry %s: %v: %w", repo.Registry, err, errdefs.ErrUnavailable)
+			continue
+		}
+		if repo.Insecure {
+			f.schemes.Store(host, scheme)
+		}
+		if err := statusError(repo, target, resp); err != nil {
+			return nil, "", err
+		}
+		fe := &Fetched{
+			Body:      resp.Body,
+			MediaType: resp.Header.Get("Content-Type"),
+			Digest:    digest.Digest(resp.Header.Get("Docker-Content-Digest")),
+			Size:      resp.ContentLength,
+		}
+		return fe, nextLink(resp), nil
+	}
+	return nil, "", lastErr
+}
+
+// statusError turns a non-200 answer into an error of the right class, and
+// closes the body then.
+func statusError(repo Repo, target string, resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	// The registry's own error text helps ("MANIFEST_UNKNOWN", "DENIED").
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	detail := strings.TrimSpace(string(msg))
+	if detail != "" {
+		detail = ": " + detail
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("registry %s: %s (HTTP %d) for %s%s: %w", repo.Registry, "authentication failed or required", resp.StatusCode, repo.Path, detail, ErrUnauthorized)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("registry %s: %s%s: %w", repo.Registry, target, detail, errdefs.ErrNotFound)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return fmt.Errorf("registry %s: HTTP %d for %s%s: %w", repo.Registry, resp.StatusCode, target, detail, errdefs.ErrUnavailable)
+	}
+	return fmt.Errorf("registry %s: unexpected HTTP %d for %s%s: %w", repo.Registry, resp.StatusCode, target, detail, errdefs.ErrFailedPrecond)
+}
+
+// nextLink parses `Link: </v2/x/tags/list?n=100&last=b>; rel="next"`.
+func nextLink(resp *http.Response) string {
+	for _, l := range resp.Header.Values("Link") {
+		target, params, ok := strings.Cut(l, ";")
+		if !ok || !strings.Contains(params, `rel="next"`) {
+			continue
+		}
+		target = strings.Trim(strings.TrimSpace(target), "<>")
+		u, err := url.Parse(target)
+		if err != nil {
+			continue
+		}
+		// Only follow a link on the same registry, as a path.
+		if u.Host != "" && u.Host != resp.Request.URL.Host {
+			continue
+		}
+		if !strings.HasPrefix(u.Path, "/v2/") {
+			continue
+		}
+		return u.RequestURI()
+	}
+	return ""
+}
