@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthdev/berth/internal/errdefs"
@@ -53,18 +56,66 @@ type Fetcher interface {
 	Tags(ctx context.Context, repo Repo) ([]string, error)
 }
 
-// httpFetcher is an anonymous distribution client over net/http.
-//
-// It stands in for go-containerregistry's remote/transport (which brings
-// token auth and the auth-file keychain): next step, now that go.mod
-// carries authn and remote. It is enough for registries that need no
-// login, such as the loopback ones tests and CI use.
+// httpFetcher speaks the distribution protocol over net/http, with
+// go-containerregistry's transport below each repository for the
+// registry's authentication (anonymous, basic, or bearer tokens) from the
+// docker/podman auth files (authn.DefaultKeychain: ~/.docker/config.json,
+// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json).
 type httpFetcher struct {
 	client    *http.Client
 	insecure  *http.Client // TLS without verification, for Insecure endpoints
 	userAgent string
 	retries   int
 	schemes   sync.Map // registry -> "https" or "http" that answered
+	keychain  authn.Keychain
+	auth      sync.Map // scheme://host/path -> http.RoundTripper with auth
+}
+
+// authed returns the round tripper for repo over scheme, set up once per
+// repository: go-containerregistry's transport asks the registry how it
+// authenticates (a GET of /v2/) and fetches pull tokens as needed.
+func (f *httpFetcher) authed(ctx context.Context, repo Repo, scheme string, base http.RoundTripper) (http.RoundTripper, error) {
+	host := apiHost(repo.Registry)
+	key := scheme + "://" + host + "/" + repo.Path
+	if rt, ok := f.auth.Load(key); ok {
+		return rt.(http.RoundTripper), nil
+	}
+	var opts []name.Option
+	if scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %v: %w", repo.Registry, err, errdefs.ErrInvalidArgument)
+	}
+	// Credentials are filed under the name users log in to (docker.io).
+	credReg, err := name.NewRegistry(repo.Registry, opts...)
+	if err != nil {
+		credReg = reg
+	}
+	authr, err := f.keychain.Resolve(credReg)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: credentials: %w", repo.Registry, err)
+	}
+	scope := transport.PullScope
+	rt, err := transport.NewWithContext(ctx, reg, authr, base, []string{"repository:" + repo.Path + ":" + scope})
+	if err != nil {
+		var terr *transport.Error
+		if errors.As(err, &terr) {
+			switch terr.StatusCode {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return nil, fmt.Errorf("registry %s: authentication failed or required (HTTP %d) for %s: %w", repo.Registry, terr.StatusCode, repo.Path, ErrUnauthorized)
+			case http.StatusNotFound:
+				return nil, fmt.Errorf("registry %s: no distribution API (/v2/ answers 404): %w", repo.Registry, errdefs.ErrNotFound)
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("registry %s: %v: %w", repo.Registry, err, errdefs.ErrUnavailable)
+	}
+	f.auth.Store(key, rt)
+	return rt, nil
 }
 
 func newHTTPFetcher(rt http.RoundTripper, userAgent string, retries int) *httpFetcher {
@@ -82,6 +133,7 @@ func newHTTPFetcher(rt http.RoundTripper, userAgent string, retries int) *httpFe
 		insecure:  &http.Client{Transport: insecureRT},
 		userAgent: userAgent,
 		retries:   retries,
+		keychain:  authn.DefaultKeychain,
 	}
 }
 
@@ -182,7 +234,15 @@ func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept
 		if repo.Insecure {
 			client = f.insecure
 		}
-		resp, err := client.Do(req)
+		rt, err := f.authed(ctx, repo, scheme, client.Transport)
+		if err != nil {
+			if errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+				return nil, "", err
+			}
+			lastErr = err
+			continue
+		}
+		resp, err := (&http.Client{Transport: rt, Timeout: client.Timeout}).Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, "", ctx.Err()
