@@ -1,0 +1,210 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/metadata"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Mount is one mount(2) that makes a snapshot's file system.
+type Mount struct {
+	Type    string
+	Source  string
+	Options []string
+}
+
+// Mount mounts m at target.
+func (m Mount) Mount(target string) error {
+	var flags uintptr
+	var data []string
+	for _, o := range m.Options {
+		switch o {
+		case "ro":
+			flags |= unix.MS_RDONLY
+		case "bind":
+			flags |= unix.MS_BIND
+		case "rbind":
+			flags |= unix.MS_BIND | unix.MS_REC
+		default:
+			data = append(data, o)
+		}
+	}
+	if err := unix.Mount(m.Source, target, m.Type, flags&^unix.MS_RDONLY, strings.Join(data, ",")); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.Type, target, err)
+	}
+	if flags&unix.MS_BIND != 0 && flags&unix.MS_RDONLY != 0 {
+		// A bind mount takes its read-only flag only on a remount.
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			unix.Unmount(target, unix.MNT_DETACH)
+			return fmt.Errorf("remount %s read-only: %w", target, err)
+		}
+	}
+	return nil
+}
+
+// Overlay keeps snapshots as overlay layers: one directory per snapshot
+// (fs: the layer's files, work: overlay's work directory), the chain of
+// parents in the metadata store. A committed snapshot is a lower layer of
+// its children; an active one is the upper layer of its mount.
+type Overlay struct {
+	root string
+	db   metadata.SnapshotStore
+}
+
+// NewOverlay keeps snapshots below root.
+func NewOverlay(root string, db metadata.SnapshotStore) (*Overlay, error) {
+	if err := os.MkdirAll(filepath.Join(root, "s"), 0o700); err != nil {
+		return nil, fmt.Errorf("snapshot root %s: %w", root, err)
+	}
+	return &Overlay{root: root, db: db}, nil
+}
+
+// dir is a snapshot's directory: short (overlay's mount options hold every
+// lower directory of a chain in one page) and derived from the key, so it
+// needs no record of its own.
+func (o *Overlay) dir(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(o.root, "s", hex.EncodeToString(sum[:8]))
+}
+
+// UpperDir is where a layer is applied into an active snapshot.
+func (o *Overlay) UpperDir(key string) string { return filepath.Join(o.dir(key), "fs") }
+
+// Prepare makes a writable snapshot key on top of the committed parent
+// ("" for none) and returns its mounts.
+func (o *Overlay) Prepare(ctx context.Context, key, parent string) ([]Mount, error) {
+	return o.create(ctx, key, parent, metadata.KindActive)
+}
+
+// View makes a read-only snapshot key of the committed parent.
+func (o *Overlay) View(ctx context.Context, key, parent string) ([]Mount, error) {
+	if parent == "" {
+		return nil, fmt.Errorf("view %s: needs a parent: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return o.create(ctx, key, parent, metadata.KindView)
+}
+
+func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.Kind) (_ []Mount, retErr error) {
+	d := o.dir(key)
+	// The directory first: a crash then leaves an unrecorded directory,
+	// which the collector removes, never a record without its files.
+	if err := os.Mkdir(d, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("snapshot %s: %w", key, errdefs.ErrAlreadyExists)
+		}
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(d)
+		}
+	}()
+	for _, sub := range []string{"fs", "work"} {
+		if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: key, Parent: parent, Kind: kind}); err != nil {
+		return nil, err
+	}
+	return o.Mounts(ctx, key)
+}
+
+// Mounts returns how to mount snapshot key.
+func (o *Overlay) Mounts(ctx context.Context, key string) ([]Mount, error) {
+	s, err := o.db.GetSnapshot(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var lowers []string
+	for p := s.Parent; p != ""; {
+		lowers = append(lowers, filepath.Join(o.dir(p), "fs"))
+		ps, err := o.db.GetSnapshot(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: parent chain: %w", key, err)
+		}
+		p = ps.Parent
+	}
+	upper := filepath.Join(o.dir(key), "fs")
+	switch {
+	case s.Kind == metadata.KindView && len(lowers) == 1:
+		return []Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}, nil
+	case s.Kind == metadata.KindView:
+		return []Mount{{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + strings.Join(lowers, ":")}}}, nil
+	case len(lowers) == 0:
+		opts := []string{"rbind"}
+		if s.Kind == metadata.KindCommitted {
+			opts = append(opts, "ro")
+		}
+		return []Mount{{Type: "bind", Source: upper, Options: opts}}, nil
+	case s.Kind == metadata.KindCommitted:
+		return []Mount{{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + strings.Join(append([]string{upper}, lowers...), ":")}}}, nil
+	}
+	return []Mount{{Type: "overlay", Source: "overlay", Options: []string{
+		"index=off", "lowerdir=" + strings.Join(lowers, ":"), "upperdir=" + upper, "workdir=" + filepath.Join(o.dir(key), "work")}}}, nil
+}
+
+// Commit turns the active snapshot key into the committed snapshot name,
+// a possible parent, recording the layer's diffID and chainID.
+func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID digest.Digest) error {
+	s, err := o.db.GetSnapshot(ctx, key)
+	if err != nil {
+		return err
+	}
+	if s.Kind != metadata.KindActive {
+		return fmt.Errorf("commit %s: snapshot %s is %s, not active: %w", name, key, s.Kind, errdefs.ErrFailedPrecond)
+	}
+	size, err := dirSize(o.UpperDir(key))
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(o.dir(key), o.dir(name)); err != nil {
+		if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
+			return fmt.Errorf("commit %s: %w", name, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	os.RemoveAll(filepath.Join(o.dir(name), "work", "work")) // overlay's leftovers
+	_, err = o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: name, Parent: s.Parent, Kind: metadata.KindCommitted,
+		DiffID: diffID, ChainID: chainID, Size: size, Labels: s.Labels})
+	if err != nil {
+		os.Rename(o.dir(name), o.dir(key))
+		return err
+	}
+	return o.db.DeleteSnapshot(ctx, key)
+}
+
+// Remove deletes snapshot key; a committed snapshot with children is
+// refused by the metadata store.
+func (o *Overlay) Remove(ctx context.Context, key string) error {
+	if err := o.db.DeleteSnapshot(ctx, key); err != nil {
+		return err
+	}
+	return os.RemoveAll(o.dir(key))
+}
+
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n, err
+}
