@@ -184,6 +184,47 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 	return o.db.DeleteSnapshot(ctx, key)
 }
 
+// Staging returns a new empty directory on the snapshots' file system to
+// unpack a layer into before its parent is committed (layers of one pull
+// unpack in parallel); Adopt turns it into a committed snapshot.
+func (o *Overlay) Staging() (string, error) {
+	dir := filepath.Join(o.root, "staging")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, "layer-")
+}
+
+// Adopt commits the unpacked layer in staging (from Staging) as the
+// snapshot name on top of the committed parent.
+func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffID, chainID digest.Digest) (retErr error) {
+	d := o.dir(name)
+	if err := os.Mkdir(d, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("snapshot %s: %w", name, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(d)
+		}
+	}()
+	if err := os.Mkdir(filepath.Join(d, "work"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, filepath.Join(d, "fs")); err != nil {
+		return err
+	}
+	size, err := dirSize(filepath.Join(d, "fs"))
+	if err != nil {
+		return err
+	}
+	_, err = o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: name, Parent: parent, Kind: metadata.KindCommitted,
+		DiffID: diffID, ChainID: chainID, Size: size})
+	return err
+}
+
 // Remove deletes snapshot key; a committed snapshot with children is
 // refused by the metadata store.
 func (o *Overlay) Remove(ctx context.Context, key string) error {
