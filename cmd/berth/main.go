@@ -1,0 +1,91 @@
+// Command berth is the daemonless engine: images today (pull, images),
+// containers next (issue 4). Global flags are podman's.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/berthdev/berth/internal/content"
+	"github.com/berthdev/berth/internal/imagesvc"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/registries"
+	"github.com/berthdev/berth/internal/registry"
+	"github.com/berthdev/berth/internal/snapshot"
+	"github.com/spf13/cobra"
+)
+
+var version = "dev"
+
+type globals struct {
+	root, runroot, logLevel, config, registriesConf string
+}
+
+var g globals
+
+func main() {
+	root := &cobra.Command{
+		Use:           "berth",
+		Short:         "Run and manage OCI containers and images, without a daemon",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.root, "root", "/var/lib/berth", "store directory (images, snapshots, metadata)")
+	f.StringVar(&g.runroot, "runroot", "/run/berth", "state directory")
+	f.StringVar(&g.logLevel, "log-level", "warn", "log level")
+	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
+	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
+	root.AddCommand(pullCmd(), imagesCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode: berth's own failures are 125, as podman's.
+func exitCode(err error) int {
+	var e interface{ ExitCode() int }
+	if errors.As(err, &e) {
+		return e.ExitCode()
+	}
+	return 125
+}
+
+// store opens the image store under --root.
+type store struct {
+	meta *metadata.DB
+	svc  *imagesvc.Service
+}
+
+func openStore(ctx context.Context) (*store, error) {
+	cfg, _, err := registries.Find(g.registriesConf)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(g.root, 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %w", g.root, err)
+	}
+	db, err := metadata.Open(ctx, filepath.Join(g.root, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	cs, err := content.NewStore(filepath.Join(g.root, "content"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	snaps, err := snapshot.NewOverlay(filepath.Join(g.root, "snapshots"), db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &store{meta: db, svc: &imagesvc.Service{Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}}, nil
+}
+
+func (s *store) close() { s.meta.Close() }
+
