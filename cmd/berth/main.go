@@ -88,4 +88,3 @@ func openStore(ctx context.Context) (*store, error) {
 }
 
 func (s *store) close() { s.meta.Close() }
-
