@@ -30,7 +30,7 @@ func Features() *features.Features {
 	}
 	sort.Strings(ns)
 	var caps []string
-	for c := range capNames {
+	for c := range capNames() {
 		caps = append(caps, c)
 	}
 	sort.Strings(caps)

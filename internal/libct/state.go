@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -93,15 +92,25 @@ func (c *Container) setSpec(s *specs.Spec) error {
 	return nil
 }
 
-var idPattern = regexp.MustCompile(`^[\w+\-.]+$`)
-
 // ValidateID refuses ids that could escape the state directory or confuse
 // the tools that print them.
 func ValidateID(id string) error {
-	if id == "" || len(id) > 1024 || !idPattern.MatchString(id) || id == "." || id == ".." {
+	if id == "" || len(id) > 1024 || !idChars(id) || id == "." || id == ".." {
 		return fmt.Errorf("container id %q: must be 1-1024 characters of [A-Za-z0-9_+.-], not . or ..: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// idChars checks [A-Za-z0-9_+.-] by hand: a regexp compiled at package
+// init would cost every runtime start, whatever the command.
+func idChars(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Dir is where the container's state lives.

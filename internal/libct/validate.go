@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/libct/seccomp"
@@ -172,16 +173,18 @@ func validateProcess(p *specs.Process, f string) error {
 	return nil
 }
 
-var capNames = func() map[string]capability.Cap {
+// capNames is built on first use, not at package init: most runtime
+// commands never look at capabilities.
+var capNames = sync.OnceValue(func() map[string]capability.Cap {
 	m := map[string]capability.Cap{}
 	for _, c := range capability.ListKnown() {
 		m["CAP_"+strings.ToUpper(c.String())] = c
 	}
 	return m
-}()
+})
 
 func capByName(n string) (capability.Cap, error) {
-	c, ok := capNames[strings.ToUpper(n)]
+	c, ok := capNames()[strings.ToUpper(n)]
 	if !ok {
 		return 0, fmt.Errorf("unknown capability %q", n)
 	}

@@ -112,28 +112,39 @@ func (c *Client) Resolve(ctx context.Context, ref string, platform *v1.Platform)
 	if platform != nil {
 		want = *platform
 	}
+	return firstEndpoint(c, ref, "image "+ref, func(cand reference.Named, ep registries.Endpoint) (*Resolved, error) {
+		return c.resolveAt(ctx, cand, ep, want)
+	})
+}
+
+// firstEndpoint tries fn on each candidate registries.conf gives for ref,
+// each through its endpoints in order, and returns the first success. Not
+// found, unreachable and refused endpoints fall through; any other error
+// stops the walk. what names the search in the error when all fail.
+func firstEndpoint[T any](c *Client, ref, what string, fn func(reference.Named, registries.Endpoint) (T, error)) (T, error) {
+	var zero T
 	cands, err := c.cfg.Candidates(ref)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	var tried attempts
 	for _, cand := range cands {
 		eps, err := c.cfg.Endpoints(cand)
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
 		for _, ep := range eps {
-			r, err := c.resolveAt(ctx, cand, ep, want)
+			v, err := fn(cand, ep)
 			if err == nil {
-				return r, nil
+				return v, nil
 			}
 			if !fallsThrough(err) {
-				return nil, err
+				return zero, err
 			}
 			tried.add(ep, err)
 		}
 	}
-	return nil, tried.err("image " + ref)
+	return zero, tried.err(what)
 }
 
 func (c *Client) resolveAt(ctx context.Context, cand reference.Named, ep registries.Endpoint, want v1.Platform) (*Resolved, error) {
@@ -197,28 +208,9 @@ func (c *Client) Tags(ctx context.Context, repo string) ([]string, error) {
 	if n, err := reference.Parse(repo); err == nil && (n.Tag() != "" || n.Digest() != "") {
 		return nil, fmt.Errorf("listing tags of %q: give a repository without tag or digest: %w", repo, errdefs.ErrInvalidArgument)
 	}
-	cands, err := c.cfg.Candidates(repo)
-	if err != nil {
-		return nil, err
-	}
-	var tried attempts
-	for _, cand := range cands {
-		eps, err := c.cfg.Endpoints(cand)
-		if err != nil {
-			return nil, err
-		}
-		for _, ep := range eps {
-			tags, err := c.fetcher.Tags(ctx, repoOf(ep))
-			if err == nil {
-				return tags, nil
-			}
-			if !fallsThrough(err) {
-				return nil, err
-			}
-			tried.add(ep, err)
-		}
-	}
-	return nil, tried.err("tags of " + repo)
+	return firstEndpoint(c, repo, "tags of "+repo, func(_ reference.Named, ep registries.Endpoint) ([]string, error) {
+		return c.fetcher.Tags(ctx, repoOf(ep))
+	})
 }
 
 func repoOf(ep registries.Endpoint) Repo {
