@@ -1,5 +1,6 @@
-// Package imagesvc moves images: pull from a registry into the local store
-// (content, snapshots, metadata); push and copy come later.
+// Package imagesvc moves images between transports (registries, OCI
+// layouts, archives) and the local store (content, snapshots, metadata),
+// and keeps that store: names, removal, garbage collection, checks.
 package imagesvc
 
 import (
@@ -41,11 +42,8 @@ const (
 	dockerLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 )
 
-// Pull fetches ref for platform (nil: the host's) and records it. Each
-// layer streams once from the registry into the content store and, at the
-// same time, through its decompressor into a staged snapshot; digests and
-// diffIDs are checked before anything is committed, and the image record
-// is written last, so an interrupted pull leaves no image half there.
+// Pull fetches ref for platform (nil: the host's) from its registry (or a
+// mirror) and records it under its canonical name.
 func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (metadata.Image, error) {
 	var want *gv1.Platform
 	if platform != nil {
@@ -59,27 +57,85 @@ func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (
 	if err != nil {
 		return metadata.Image{}, err
 	}
-	desc := v1.Descriptor{MediaType: string(gdesc.MediaType), Digest: digest.Digest(gdesc.Digest.String()), Size: gdesc.Size}
+	img, err := newBlobImage(ctx, raw, gdesc.MediaType, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+		return s.Registry.Blob(ctx, r, d)
+	})
+	if err != nil {
+		return metadata.Image{}, fmt.Errorf("image %s: %w", r.Ref, err)
+	}
+	return s.Import(ctx, r.Ref.String(), img)
+}
+
+// Import stores img under name, from any source. Each layer streams once
+// from the source into the content store and, at the same time, through
+// its decompressor into a staged snapshot; digests and diffIDs are checked
+// before anything is committed. Everything it writes is leased before it is
+// written and the image record comes last, so an interrupted import leaves
+// no image half there and nothing GC would keep forever.
+func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metadata.Image, error) {
+	raw, mt, err := manifestOf(img)
+	if err != nil {
+		return metadata.Image{}, fmt.Errorf("image %s: %w", name, err)
+	}
+	switch mt {
+	case types.OCIManifestSchema1, types.DockerManifestSchema2:
+	default:
+		return metadata.Image{}, fmt.Errorf("image %s: manifest media type %q is not an image manifest berth reads (%s, %s): %w",
+			name, mt, types.OCIManifestSchema1, types.DockerManifestSchema2, errdefs.ErrInvalidArgument)
+	}
+	desc := v1.Descriptor{MediaType: string(mt), Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 	var man v1.Manifest
 	if err := json.Unmarshal(raw, &man); err != nil {
-		return metadata.Image{}, fmt.Errorf("manifest of %s: %v: %w", r.Ref, err, errdefs.ErrInvalidArgument)
+		return metadata.Image{}, fmt.Errorf("manifest of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
 	}
-	if err := s.putBytes(ctx, desc, raw); err != nil {
-		return metadata.Image{}, err
+	if err := man.Config.Digest.Validate(); err != nil {
+		return metadata.Image{}, fmt.Errorf("manifest of %s: config digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
 	}
-	cfgRaw, err := s.fetchSmall(ctx, r, man.Config, 16<<20)
+	for _, l := range man.Layers {
+		if err := l.Digest.Validate(); err != nil {
+			return metadata.Image{}, fmt.Errorf("manifest of %s: layer digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	cfgRaw, err := img.RawConfigFile()
 	if err != nil {
-		return metadata.Image{}, err
+		return metadata.Image{}, fmt.Errorf("config of %s: %w", name, err)
+	}
+	if got := digest.FromBytes(cfgRaw); got != man.Config.Digest || int64(len(cfgRaw)) != man.Config.Size {
+		return metadata.Image{}, fmt.Errorf("config of %s: %d bytes with digest %s, the manifest says %d bytes, %s: %w",
+			name, len(cfgRaw), got, man.Config.Size, man.Config.Digest, errdefs.ErrInvalidArgument)
 	}
 	var cfg v1.Image
 	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
-		return metadata.Image{}, fmt.Errorf("config of %s: %v: %w", r.Ref, err, errdefs.ErrInvalidArgument)
+		return metadata.Image{}, fmt.Errorf("config of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(man.Layers) {
 		return metadata.Image{}, fmt.Errorf("image %s: %d layers but %d diffIDs in its config: %w",
-			r.Ref, len(man.Layers), len(cfg.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
+			name, len(man.Layers), len(cfg.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return metadata.Image{}, fmt.Errorf("config of %s: diffID: %v: %w", name, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	chain := chainIDs(cfg.RootFS.DiffIDs)
+
+	blobs := []digest.Digest{desc.Digest, man.Config.Digest}
+	keys := make([]string, len(chain))
+	for i, l := range man.Layers {
+		blobs = append(blobs, l.Digest)
+		keys[i] = chain[i].String()
+	}
+	release, err := s.lease(ctx, "import", blobs, keys)
+	if err != nil {
+		return metadata.Image{}, err
+	}
+	defer release()
+	if err := s.putBytes(ctx, desc, raw); err != nil {
+		return metadata.Image{}, err
+	}
+	if err := s.putBytes(ctx, man.Config, cfgRaw); err != nil {
+		return metadata.Image{}, err
+	}
 
 	// Unpack what is missing, in parallel, each into its own staging dir.
 	staged := make([]string, len(man.Layers))
@@ -93,16 +149,21 @@ func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, s.Parallel, 3))
 	for i, l := range man.Layers {
-		if _, err := s.Meta.GetSnapshot(ctx, chain[i].String()); err == nil {
+		if _, err := s.Meta.GetSnapshot(ctx, keys[i]); err == nil {
+			// Unpacked already; the blob may be another image's copy of
+			// the same layer, and push and save need this one.
+			if _, err := s.Content.Info(ctx, l.Digest); errdefs.IsNotFound(err) {
+				g.Go(func() error { return s.unpack(gctx, img, l, "", "") })
+			}
 			continue
 		}
 		g.Go(func() error {
-			dir, err := s.Snapshots.Staging()
+			dir, err := s.Snapshots.Staging(keys[i])
 			if err != nil {
 				return err
 			}
 			staged[i] = dir
-			return s.unpack(gctx, r, l, cfg.RootFS.DiffIDs[i], dir)
+			return s.unpack(gctx, img, l, cfg.RootFS.DiffIDs[i], dir)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -115,22 +176,22 @@ func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (
 		}
 		parent := ""
 		if i > 0 {
-			parent = chain[i-1].String()
+			parent = keys[i-1]
 		}
-		err := s.Snapshots.Adopt(ctx, chain[i].String(), parent, staged[i], cfg.RootFS.DiffIDs[i], chain[i])
+		err := s.Snapshots.Adopt(ctx, keys[i], parent, staged[i], cfg.RootFS.DiffIDs[i], chain[i])
 		if err != nil && !errdefs.IsAlreadyExists(err) { // another pull got there first
 			return metadata.Image{}, err
 		}
 		staged[i] = ""
 	}
-	img := metadata.Image{Name: r.Ref.String(), Target: desc, Config: man.Config.Digest,
+	rec := metadata.Image{Name: name, Target: desc, Config: man.Config.Digest,
 		Platform: v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}}
-	if len(chain) > 0 {
-		img.SnapshotKey = chain[len(chain)-1].String()
+	if len(keys) > 0 {
+		rec.SnapshotKey = keys[len(keys)-1]
 	}
-	out, err := s.Meta.CreateImage(ctx, img)
+	out, err := s.Meta.CreateImage(ctx, rec)
 	if errdefs.IsAlreadyExists(err) {
-		out, err = s.Meta.UpdateImage(ctx, img)
+		out, err = s.Meta.UpdateImage(ctx, rec)
 	}
 	return out, err
 }
@@ -148,30 +209,27 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 	return out
 }
 
-// blob opens a blob through the registry client, whose types are
-// go-containerregistry's.
-func (s *Service) blob(ctx context.Context, r *registry.Resolved, d v1.Descriptor) (io.ReadCloser, error) {
-	h, err := gv1.NewHash(d.Digest.String())
-	if err != nil {
-		return nil, fmt.Errorf("blob %q: %v: %w", d.Digest, err, errdefs.ErrInvalidArgument)
-	}
-	return s.Registry.Blob(ctx, r, gv1.Descriptor{MediaType: types.MediaType(d.MediaType), Digest: h, Size: d.Size})
-}
-
 // unpack streams one layer: the compressed bytes go to the content store
 // (digest checked at commit) and through the decompressor to the applier
-// (diffID checked at the end).
-func (s *Service) unpack(ctx context.Context, r *registry.Resolved, l v1.Descriptor, diffID digest.Digest, dir string) error {
-	body, err := s.blob(ctx, r, l)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
+// into dir (diffID checked at the end). With dir "" it only stores the blob.
+func (s *Service) unpack(ctx context.Context, img gv1.Image, l v1.Descriptor, diffID digest.Digest, dir string) error {
 	w, err := s.Content.Writer(ctx, l.Digest.String(), l.Size, l.Digest)
 	stored := errdefs.IsAlreadyExists(err)
 	if err != nil && !stored {
 		return err
 	}
+	// A blob stored already (an image whose snapshot was removed, or an
+	// earlier import cut short after the blob's commit) is read locally.
+	var body io.ReadCloser
+	if stored {
+		body, err = s.localBlob(ctx, l.Digest)
+	} else {
+		body, err = openLayer(img, l.Digest)
+	}
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer body.Close()
 	var src io.Reader = body
 	if !stored {
 		defer w.Close()
@@ -182,6 +240,18 @@ func (s *Service) unpack(ctx context.Context, r *registry.Resolved, l v1.Descrip
 			}
 		}
 		src = io.TeeReader(body, w)
+	}
+	if dir == "" { // the blob only
+		if stored {
+			return nil
+		}
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+		if err := w.Commit(ctx, l.Size, l.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+			return err
+		}
+		return nil
 	}
 	dec, err := decompress(l.MediaType, src)
 	if err != nil {
@@ -206,6 +276,30 @@ func (s *Service) unpack(ctx context.Context, r *registry.Resolved, l v1.Descrip
 	return nil
 }
 
+func openLayer(img gv1.Image, d digest.Digest) (io.ReadCloser, error) {
+	h, err := gv1.NewHash(d.String())
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return layer.Compressed()
+}
+
+// localBlob streams a stored blob.
+func (s *Service) localBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	ra, err := s.Content.ReaderAt(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(ra, 0, ra.Size()), ra}, nil
+}
+
 func decompress(mediaType string, r io.Reader) (io.Reader, error) {
 	switch mediaType {
 	case v1.MediaTypeImageLayerGzip, dockerLayer:
@@ -220,23 +314,6 @@ func decompress(mediaType string, r io.Reader) (io.Reader, error) {
 		return r, nil
 	}
 	return nil, fmt.Errorf("unknown layer media type %q: %w", mediaType, errdefs.ErrInvalidArgument)
-}
-
-// fetchSmall reads a small blob (the config) and stores it.
-func (s *Service) fetchSmall(ctx context.Context, r *registry.Resolved, d v1.Descriptor, limit int64) ([]byte, error) {
-	if d.Size > limit {
-		return nil, fmt.Errorf("blob %s: %d bytes, more than %d allowed: %w", d.Digest, d.Size, limit, errdefs.ErrInvalidArgument)
-	}
-	body, err := s.blob(ctx, r, d)
-	if err != nil {
-		return nil, err
-	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	return data, s.putBytes(ctx, d, data)
 }
 
 func (s *Service) putBytes(ctx context.Context, d v1.Descriptor, data []byte) error {

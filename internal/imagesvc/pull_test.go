@@ -27,10 +27,15 @@ import (
 
 func newService(t *testing.T) *Service {
 	t.Helper()
+	return newServiceAt(t, t.TempDir())
+}
+
+// newServiceAt opens the store under root.
+func newServiceAt(t *testing.T, root string) *Service {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: layers unpack with owners, and snapshots mount")
 	}
-	root := t.TempDir()
 	ctx := context.Background()
 	db, err := metadata.Open(ctx, filepath.Join(root, "meta.db"))
 	if err != nil {

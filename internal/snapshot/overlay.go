@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/metadata"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -63,19 +65,35 @@ type Overlay struct {
 
 // NewOverlay keeps snapshots below root.
 func NewOverlay(root string, db metadata.SnapshotStore) (*Overlay, error) {
-	if err := os.MkdirAll(filepath.Join(root, "s"), 0o700); err != nil {
+	for _, d := range []string{"s", "staging"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("snapshot root %s: %w", root, err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(root, "lock"), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
 		return nil, fmt.Errorf("snapshot root %s: %w", root, err)
 	}
+	f.Close()
 	return &Overlay{root: root, db: db}, nil
 }
 
-// dir is a snapshot's directory: short (overlay's mount options hold every
-// lower directory of a chain in one page) and derived from the key, so it
-// needs no record of its own.
-func (o *Overlay) dir(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(o.root, "s", hex.EncodeToString(sum[:8]))
+// shared holds the store's lock while a directory is made and recorded (or
+// renamed and recorded), so that Sweep, which holds it exclusively, never
+// mistakes a snapshot being made for a crash's leftover. Processes share it.
+func (o *Overlay) shared() (*fsutil.Lock, error) {
+	return fsutil.LockShared(filepath.Join(o.root, "lock"))
 }
+
+// dirName is a key's directory name: short (overlay's mount options hold
+// every lower directory of a chain in one page) and derived from the key,
+// so it needs no record of its own.
+func dirName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:8])
+}
+
+func (o *Overlay) dir(key string) string { return filepath.Join(o.root, "s", dirName(key)) }
 
 // UpperDir is where a layer is applied into an active snapshot.
 func (o *Overlay) UpperDir(key string) string { return filepath.Join(o.dir(key), "fs") }
@@ -95,6 +113,11 @@ func (o *Overlay) View(ctx context.Context, key, parent string) ([]Mount, error)
 }
 
 func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.Kind) (_ []Mount, retErr error) {
+	lock, err := o.shared()
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
 	d := o.dir(key)
 	// The directory first: a crash then leaves an unrecorded directory,
 	// which the collector removes, never a record without its files.
@@ -164,6 +187,11 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 	if s.Kind != metadata.KindActive {
 		return fmt.Errorf("commit %s: snapshot %s is %s, not active: %w", name, key, s.Kind, errdefs.ErrFailedPrecond)
 	}
+	lock, err := o.shared()
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	size, err := dirSize(o.UpperDir(key))
 	if err != nil {
 		return err
@@ -185,19 +213,27 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 }
 
 // Staging returns a new empty directory on the snapshots' file system to
-// unpack a layer into before its parent is committed (layers of one pull
-// unpack in parallel); Adopt turns it into a committed snapshot.
-func (o *Overlay) Staging() (string, error) {
-	dir := filepath.Join(o.root, "staging")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// unpack the layer that will be snapshot key into before its parent is
+// committed (layers of one pull unpack in parallel); Adopt turns it into
+// that snapshot. The caller keeps key under a lease until then: Sweep
+// removes staging directories of keys nothing keeps alive.
+func (o *Overlay) Staging(key string) (string, error) {
+	lock, err := o.shared()
+	if err != nil {
 		return "", err
 	}
-	return os.MkdirTemp(dir, "layer-")
+	defer lock.Unlock()
+	return os.MkdirTemp(filepath.Join(o.root, "staging"), dirName(key)+"-")
 }
 
 // Adopt commits the unpacked layer in staging (from Staging) as the
 // snapshot name on top of the committed parent.
 func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffID, chainID digest.Digest) (retErr error) {
+	lock, err := o.shared()
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	d := o.dir(name)
 	if err := os.Mkdir(d, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -225,6 +261,18 @@ func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffI
 	return err
 }
 
+// CheckDir reports whether snapshot key's files are there.
+func (o *Overlay) CheckDir(key string) error {
+	fi, err := os.Stat(filepath.Join(o.dir(key), "fs"))
+	if err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("directory %s: not a directory", filepath.Join(o.dir(key), "fs"))
+	}
+	return nil
+}
+
 // Remove deletes snapshot key; a committed snapshot with children is
 // refused by the metadata store.
 func (o *Overlay) Remove(ctx context.Context, key string) error {
@@ -232,6 +280,84 @@ func (o *Overlay) Remove(ctx context.Context, key string) error {
 		return err
 	}
 	return os.RemoveAll(o.dir(key))
+}
+
+// Sweep removes what nothing keeps alive: every snapshot whose key is not
+// in the set live returns (the GC roots and their parent chains, which it
+// reads under the lock), children before parents, then every directory
+// with neither a record nor a live key: a crash between mkdir and record,
+// or a staged unpack of a pull that died. It holds the lock exclusively,
+// so no snapshot is half made meanwhile, and returns the keys removed.
+func (o *Overlay) Sweep(ctx context.Context, live func(context.Context) (map[string]bool, error)) ([]string, error) {
+	lock, err := fsutil.LockPath(filepath.Join(o.root, "lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	alive, err := live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parent := map[string]string{}
+	err = o.db.WalkSnapshots(ctx, func(s metadata.Snapshot) error {
+		parent[s.Key] = s.Parent
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	depth := func(k string) int {
+		n := 0
+		for p, ok := parent[k]; ok && p != "" && n <= len(parent); p, ok = parent[p] {
+			n++
+		}
+		return n
+	}
+	var dead []string
+	for k := range parent {
+		if !alive[k] {
+			dead = append(dead, k)
+		}
+	}
+	// Deepest first: a snapshot with children cannot go.
+	slices.SortFunc(dead, func(a, b string) int { return depth(b) - depth(a) })
+	var removed []string
+	for _, k := range dead {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if err := o.db.DeleteSnapshot(ctx, k); err != nil && !errdefs.IsNotFound(err) {
+			return removed, fmt.Errorf("sweep %s: %w", k, err)
+		}
+		delete(parent, k)
+		if err := os.RemoveAll(o.dir(k)); err != nil {
+			return removed, fmt.Errorf("sweep %s: %w", k, err)
+		}
+		removed = append(removed, k)
+	}
+	keep := map[string]bool{}
+	for k := range parent {
+		keep[dirName(k)] = true
+	}
+	for k := range alive {
+		keep[dirName(k)] = true
+	}
+	for _, sub := range []string{"s", "staging"} {
+		entries, err := os.ReadDir(filepath.Join(o.root, sub))
+		if err != nil {
+			return removed, err
+		}
+		for _, e := range entries {
+			name, _, _ := strings.Cut(e.Name(), "-") // staging: <dirName>-<random>
+			if keep[name] {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(o.root, sub, e.Name())); err != nil {
+				return removed, fmt.Errorf("sweep %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return removed, nil
 }
 
 func dirSize(dir string) (int64, error) {
