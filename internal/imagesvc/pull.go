@@ -25,8 +25,11 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Service pulls images into one local store.
+// Service moves images into and out of one local store.
 type Service struct {
+	// Root is the store's directory; scratch space (an unpacked archive)
+	// goes below it, on the same file system.
+	Root      string
 	Registry  *registry.Client
 	Content   content.Store
 	Snapshots *snapshot.Overlay

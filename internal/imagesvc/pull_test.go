@@ -54,7 +54,7 @@ func newServiceAt(t *testing.T, root string) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Service{Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}
+	return &Service{Root: root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}
 }
 
 // pushRandom serves an in-memory registry (behind wrap) with a random

@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -94,4 +95,56 @@ func manifestOf(img gv1.Image) (raw []byte, mt types.MediaType, err error) {
 		return nil, "", err
 	}
 	return raw, mt, nil
+}
+
+// asOCI returns img with an OCI manifest: what OCI layouts hold (skopeo
+// and umoci read nothing else there). A Docker schema2 manifest is
+// rewritten with the OCI media types; the config and layer blobs are the
+// same bytes, so only the manifest digest changes, as with skopeo.
+func asOCI(ctx context.Context, img gv1.Image) (gv1.Image, error) {
+	raw, mt, err := manifestOf(img)
+	if err != nil {
+		return nil, err
+	}
+	if mt == types.OCIManifestSchema1 {
+		return img, nil
+	}
+	if mt != types.DockerManifestSchema2 {
+		return nil, fmt.Errorf("manifest media type %q cannot be written to an OCI layout: %w", mt, errdefs.ErrInvalidArgument)
+	}
+	man, err := gv1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("image manifest: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	man.MediaType = types.OCIManifestSchema1
+	man.Config.MediaType = types.OCIConfigJSON
+	for i, l := range man.Layers {
+		switch l.MediaType {
+		case types.DockerLayer:
+			man.Layers[i].MediaType = types.OCILayer
+		case types.DockerUncompressedLayer:
+			man.Layers[i].MediaType = types.OCIUncompressedLayer
+		default:
+			return nil, fmt.Errorf("layer %s: media type %q has no OCI equivalent: %w", l.Digest, l.MediaType, errdefs.ErrInvalidArgument)
+		}
+	}
+	out, err := json.Marshal(man)
+	if err != nil {
+		return nil, err
+	}
+	cfgName := man.Config.Digest
+	return newBlobImage(ctx, out, types.OCIManifestSchema1, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+		if d.Digest == cfgName {
+			cfg, err := img.RawConfigFile()
+			if err != nil {
+				return nil, err
+			}
+			return io.NopCloser(bytes.NewReader(cfg)), nil
+		}
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	})
 }

@@ -1,0 +1,550 @@
+package imagesvc
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/reference"
+	"github.com/berthdev/berth/internal/registry"
+	"github.com/google/go-containerregistry/pkg/name"
+	gv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Transports, with skopeo's names and syntax.
+const (
+	Docker        = "docker"         // docker://REF: a registry
+	OCI           = "oci"            // oci:DIR[:TAG]: an OCI image layout
+	DockerArchive = "docker-archive" // docker-archive:FILE[:REF]: `docker save` format
+	OCIArchive    = "oci-archive"    // oci-archive:FILE[:TAG]: a tar of an OCI layout
+	Local         = "local"          // local:NAME, or a bare NAME: berth's store
+)
+
+// Location is where an image is read from or written to.
+type Location struct {
+	Transport string
+	// Path is the directory or file of oci, docker-archive and oci-archive.
+	Path string
+	// Name is the reference (docker, local, docker-archive) or the tag
+	// (oci, oci-archive); it may be empty where the transport allows.
+	Name string
+}
+
+func (l Location) String() string {
+	switch l.Transport {
+	case Docker:
+		return "docker://" + l.Name
+	case Local:
+		return "local:" + l.Name
+	}
+	if l.Name == "" {
+		return l.Transport + ":" + l.Path
+	}
+	return l.Transport + ":" + l.Path + ":" + l.Name
+}
+
+// ParseLocation reads skopeo's syntax: docker://REF, oci:DIR[:TAG],
+// docker-archive:FILE[:REF], oci-archive:FILE[:TAG], and local:NAME; a
+// string with no known transport is a local name. As in skopeo, DIR and
+// FILE cannot hold a ':'.
+func ParseLocation(s string) (Location, error) {
+	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
+		if rest == "" {
+			return Location{}, fmt.Errorf("%q: docker:// needs a reference: %w", s, errdefs.ErrInvalidArgument)
+		}
+		return Location{Transport: Docker, Name: rest}, nil
+	}
+	t, rest, ok := strings.Cut(s, ":")
+	switch {
+	case ok && (t == OCI || t == DockerArchive || t == OCIArchive):
+		path, ref, _ := strings.Cut(rest, ":")
+		if path == "" {
+			return Location{}, fmt.Errorf("%q: %s: needs a path: %w", s, t, errdefs.ErrInvalidArgument)
+		}
+		if (t == OCI || t == OCIArchive) && ref != "" && !ociTag.MatchString(ref) {
+			return Location{}, fmt.Errorf("%q: %q is not a valid image reference name in an OCI layout: %w", s, ref, errdefs.ErrInvalidArgument)
+		}
+		return Location{Transport: t, Path: path, Name: ref}, nil
+	case ok && t == Local:
+		return Location{Transport: Local, Name: rest}, nil
+	case ok && t == "docker":
+		return Location{}, fmt.Errorf("%q: the registry transport is written docker://REF: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return Location{Transport: Local, Name: s}, nil
+}
+
+// ociTag is what the image-spec allows in org.opencontainers.image.ref.name.
+var ociTag = regexp.MustCompile(`^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$`)
+
+// source is an image opened for reading.
+type source struct {
+	img  gv1.Image
+	name string // its reference, when the transport gives one ("" if not)
+	done func()
+}
+
+// open reads the image at loc; platform chooses from an index (nil: the host's).
+func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform) (*source, error) {
+	switch loc.Transport {
+	case Docker:
+		r, err := s.Registry.Resolve(ctx, loc.Name, platform)
+		if err != nil {
+			return nil, err
+		}
+		raw, gdesc, err := s.Registry.Manifest(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		img, err := newBlobImage(ctx, raw, gdesc.MediaType, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+			return s.Registry.Blob(ctx, r, d)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", r.Ref, err)
+		}
+		return &source{img: img, name: r.Ref.String(), done: func() {}}, nil
+	case Local:
+		rec, err := s.LookupOne(ctx, loc.Name)
+		if err != nil {
+			return nil, err
+		}
+		img, err := s.localImage(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		return &source{img: img, name: rec.Name, done: func() {}}, nil
+	case OCI:
+		img, name, err := fromLayout(loc.Path, loc.Name, platform)
+		if err != nil {
+			return nil, err
+		}
+		return &source{img: img, name: name, done: func() {}}, nil
+	case OCIArchive:
+		dir, err := s.tempDir()
+		if err != nil {
+			return nil, err
+		}
+		if err := untarLayout(ctx, loc.Path, dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		img, name, err := fromLayout(dir, loc.Name, platform)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		return &source{img: img, name: name, done: func() { os.RemoveAll(dir) }}, nil
+	case DockerArchive:
+		var tag *name.Tag
+		if loc.Name != "" {
+			t, err := name.NewTag(loc.Name)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v: %w", loc, err, errdefs.ErrInvalidArgument)
+			}
+			tag = &t
+		}
+		img, err := tarball.ImageFromPath(loc.Path, tag)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", loc, archiveError(err))
+		}
+		nm := loc.Name
+		if nm == "" {
+			if m, err := tarball.LoadManifest(fileOpener(loc.Path)); err == nil && len(m) == 1 && len(m[0].RepoTags) > 0 {
+				nm = m[0].RepoTags[0]
+			}
+		}
+		return &source{img: img, name: nm, done: func() {}}, nil
+	}
+	return nil, fmt.Errorf("transport %q: %w", loc.Transport, errdefs.ErrInvalidArgument)
+}
+
+func fileOpener(path string) tarball.Opener {
+	return func() (io.ReadCloser, error) { return os.Open(path) }
+}
+
+func archiveError(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+}
+
+// tempDir is a scratch directory on the store's file system.
+func (s *Service) tempDir() (string, error) {
+	dir := filepath.Join(s.Root, "tmp")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, "copy-")
+}
+
+const refNameAnnotation = v1.AnnotationRefName
+
+// fromLayout opens the image tagged tag (the only one when tag is "") in
+// the OCI layout at dir, choosing platform from an index.
+func fromLayout(dir, tag string, platform *gv1.Platform) (gv1.Image, string, error) {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("oci:%s: not an OCI layout: %w", dir, archiveError(err))
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, "", fmt.Errorf("oci:%s: %w", dir, archiveError(err))
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, "", fmt.Errorf("oci:%s: index.json: %w", dir, archiveError(err))
+	}
+	var found []gv1.Descriptor
+	for _, d := range im.Manifests {
+		if tag == "" || d.Annotations[refNameAnnotation] == tag {
+			found = append(found, d)
+		}
+	}
+	switch {
+	case len(found) == 0 && tag != "":
+		return nil, "", fmt.Errorf("oci:%s: no image tagged %q: %w", dir, tag, errdefs.ErrNotFound)
+	case len(found) == 0:
+		return nil, "", fmt.Errorf("oci:%s: the layout holds no image: %w", dir, errdefs.ErrNotFound)
+	case len(found) > 1:
+		return nil, "", fmt.Errorf("oci:%s: %d images, name one with oci:%s:TAG: %w", dir, len(found), dir, errdefs.ErrInvalidArgument)
+	}
+	img, err := layoutImage(idx, found[0], platform)
+	if err != nil {
+		return nil, "", fmt.Errorf("oci:%s: %w", dir, err)
+	}
+	return img, layoutName(found[0]), nil
+}
+
+// layoutName is the full image name an index entry carries, if any.
+func layoutName(d gv1.Descriptor) string {
+	if nm := d.Annotations[containerdName]; nm != "" {
+		return nm
+	}
+	if n, err := reference.Parse(d.Annotations[refNameAnnotation]); err == nil && !n.IsShort() {
+		return n.String()
+	}
+	return ""
+}
+
+// layoutImage opens the image an index entry names, choosing platform
+// (nil: the host's) when the entry is itself an index.
+func layoutImage(idx gv1.ImageIndex, d gv1.Descriptor, platform *gv1.Platform) (gv1.Image, error) {
+	if !d.MediaType.IsIndex() {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return nil, archiveError(err)
+		}
+		return img, nil
+	}
+	child, err := idx.ImageIndex(d.Digest)
+	if err != nil {
+		return nil, archiveError(err)
+	}
+	cm, err := child.IndexManifest()
+	if err != nil {
+		return nil, archiveError(err)
+	}
+	want := hostPlatform(platform)
+	for _, m := range cm.Manifests {
+		if m.Platform != nil && m.Platform.Satisfies(want) {
+			img, err := child.Image(m.Digest)
+			if err != nil {
+				return nil, archiveError(err)
+			}
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("no image for %s in the index %s: %w", want, d.Digest, errdefs.ErrNotFound)
+}
+
+// untarLayout unpacks the OCI layout in the tar file into dir. It takes
+// only what a layout holds (oci-layout, index.json, blobs/ALG/HEX) as
+// plain files, so a hostile archive can write nothing else.
+func untarLayout(ctx context.Context, file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("oci-archive:%s: %w", file, archiveError(err))
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("oci-archive:%s: %v: %w", file, err, errdefs.ErrInvalidArgument)
+		}
+		name := strings.TrimPrefix(filepath.ToSlash(filepath.Clean("/"+h.Name)), "/")
+		if h.Typeflag != tar.TypeReg || !layoutFile(name) {
+			continue
+		}
+		target := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+			return err
+		}
+		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("oci-archive:%s: %s: %w", file, name, err)
+		}
+		_, err = io.Copy(out, tr)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("oci-archive:%s: %s: %w", file, name, err)
+		}
+	}
+}
+
+func layoutFile(name string) bool {
+	if name == "oci-layout" || name == "index.json" {
+		return true
+	}
+	parts := strings.Split(name, "/")
+	return len(parts) == 3 && parts[0] == "blobs" && digest.Digest(parts[1]+":"+parts[2]).Validate() == nil
+}
+
+// tarLayout writes the layout in dir as a tar file, atomically.
+func tarLayout(ctx context.Context, dir, file string) (retErr error) {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	tw := tar.NewWriter(tmp)
+	var files []string
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	for _, p := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		fi, _ := f.Stat()
+		err = tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX})
+		if err == nil {
+			_, err = io.Copy(tw, f)
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// toLayout adds img to the OCI layout at dir (made if missing) under tag,
+// replacing an image of that tag.
+func toLayout(ctx context.Context, dir, tag string, img gv1.Image) error {
+	img, err := asOCI(ctx, img)
+	if err != nil {
+		return fmt.Errorf("oci:%s: %w", dir, err)
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		if p, err = layout.Write(dir, empty.Index); err != nil {
+			return fmt.Errorf("oci:%s: %w", dir, err)
+		}
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	ann := layout.WithAnnotations(map[string]string{refNameAnnotation: tag})
+	if err := p.ReplaceImage(img, match.Annotation(refNameAnnotation, tag), ann); err != nil {
+		return fmt.Errorf("oci:%s:%s: %w", dir, tag, err)
+	}
+	return nil
+}
+
+// localImage is a stored image as a go-containerregistry image.
+func (s *Service) localImage(ctx context.Context, rec metadata.Image) (gv1.Image, error) {
+	rc, err := s.localBlob(ctx, rec.Target.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: manifest: %w", rec.Name, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, maxManifestBlob+1))
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	return newBlobImage(ctx, raw, types.MediaType(rec.Target.MediaType), func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+		rc, err := s.localBlob(ctx, digest.Digest(d.Digest.String()))
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("image %s: blob %s is not stored (`berth system check`): %w", rec.Name, d.Digest, err)
+		}
+		return rc, err
+	})
+}
+
+// CopyOptions control Copy.
+type CopyOptions struct {
+	// Platform chooses from an index (nil: the host's).
+	Platform *v1.Platform
+	// Jobs is how many blobs a push uploads at once (default 3).
+	Jobs int
+}
+
+// Copy reads the image at src and writes it to dst, and returns the
+// destination's name for it. Writing into the local store is Import;
+// a push goes to the registry itself, never a mirror.
+func (s *Service) Copy(ctx context.Context, src, dst Location, opts CopyOptions) (string, error) {
+	var want *gv1.Platform
+	if opts.Platform != nil {
+		want = &gv1.Platform{OS: opts.Platform.OS, Architecture: opts.Platform.Architecture, Variant: opts.Platform.Variant}
+	}
+	in, err := s.open(ctx, src, want)
+	if err != nil {
+		return "", err
+	}
+	defer in.done()
+	switch dst.Transport {
+	case Local:
+		name := dst.Name
+		if name == "" {
+			name = in.name
+		}
+		if name == "" {
+			return "", fmt.Errorf("copy %s: the source names no image: give one, local:NAME: %w", src, errdefs.ErrInvalidArgument)
+		}
+		n, err := reference.ParseNormalized(name)
+		if err != nil {
+			return "", err
+		}
+		if n.Digest() == "" {
+			n = reference.TagOrLatest(n)
+		}
+		rec, err := s.Import(ctx, n.String(), in.img)
+		return rec.Name, err
+	case Docker:
+		t, err := s.Registry.Push(ctx, dst.Name, in.img, max(opts.Jobs, 3), nil)
+		return t.String(), err
+	case OCI:
+		return dst.String(), toLayout(ctx, dst.Path, dst.Name, in.img)
+	case OCIArchive:
+		dir, err := s.tempDir()
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		if err := toLayout(ctx, dir, dst.Name, in.img); err != nil {
+			return "", err
+		}
+		return dst.String(), tarLayout(ctx, dir, dst.Path)
+	case DockerArchive:
+		ref := dst.Name
+		if ref == "" {
+			ref = in.name
+		}
+		return dst.String(), s.writeDockerArchive(dst.Path, []namedImage{{ref, in.img}})
+	}
+	return "", fmt.Errorf("transport %q: %w", dst.Transport, errdefs.ErrInvalidArgument)
+}
+
+type namedImage struct {
+	name string
+	img  gv1.Image
+}
+
+// writeDockerArchive writes images (with their names as RepoTags) as a
+// `docker save` archive, atomically.
+func (s *Service) writeDockerArchive(file string, imgs []namedImage) (retErr error) {
+	refs := map[name.Reference]gv1.Image{}
+	for _, ni := range imgs {
+		var ref name.Reference
+		if ni.name != "" {
+			n, err := reference.ParseNormalized(ni.name)
+			if err == nil && n.Tag() != "" {
+				ref, err = name.NewTag(n.Familiar())
+			}
+			if err != nil {
+				return fmt.Errorf("docker-archive:%s: %s: %v: %w", file, ni.name, err, errdefs.ErrInvalidArgument)
+			}
+		}
+		if ref == nil {
+			h, err := ni.img.Digest()
+			if err != nil {
+				return err
+			}
+			if ref, err = name.NewDigest("unnamed@" + h.String()); err != nil {
+				return err
+			}
+		}
+		refs[ref] = ni.img
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tarball.MultiRefWrite(refs, tmp); err != nil {
+		return fmt.Errorf("docker-archive:%s: %w", file, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+func hostPlatform(p *gv1.Platform) gv1.Platform {
+	if p != nil {
+		return *p
+	}
+	return registry.HostPlatform()
+}
