@@ -40,7 +40,8 @@ func main() {
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level")
 	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
-	root.AddCommand(pullCmd(), imagesCmd())
+	root.AddCommand(pullCmd(), pushCmd(), imagesCmd("images"), rmiCmd("rmi"), tagCmd(), saveCmd(), loadCmd(),
+		imageCmd(), systemCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(exitCode(err))
@@ -84,7 +85,7 @@ func openStore(ctx context.Context) (*store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &store{meta: db, svc: &imagesvc.Service{Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}}, nil
+	return &store{meta: db, svc: &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}}, nil
 }
 
 func (s *store) close() { s.meta.Close() }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/spf13/cobra"
 )
 
@@ -16,32 +18,65 @@ func pullCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var p *v1.Platform
-			if platform != "" {
-				pp, err := parsePlatform(platform)
-				if err != nil {
-					return err
-				}
-				p = &pp
+			p, err := parsePlatform(platform)
+			if err != nil {
+				return err
 			}
 			s, err := openStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			img, err := s.svc.Pull(ctx, args[0], p)
+			ref := strings.TrimPrefix(args[0], "docker://")
+			if !quiet {
+				fmt.Fprintf(os.Stderr, "Trying to pull %s...\n", ref)
+			}
+			img, err := s.svc.Pull(ctx, ref, p)
 			if err != nil {
 				return err
 			}
-			if quiet {
-				fmt.Println(img.Target.Digest)
-			} else {
-				fmt.Printf("%s\n%s\n", img.Name, img.Target.Digest)
+			if !quiet {
+				fmt.Fprintf(os.Stderr, "Stored %s\n", img.Name)
 			}
+			fmt.Println(img.Config.Encoded())
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the manifest digest")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image ID")
 	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] (default: the host's)")
 	return cmd
+}
+
+func pushCmd() *cobra.Command {
+	var quiet bool
+	var jobs int
+	cmd := &cobra.Command{
+		Use:   "push [flags] IMAGE [DESTINATION]",
+		Short: "Push a local image to a registry (or any destination `image copy` takes)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			dst := "docker://" + strings.TrimPrefix(args[0], "docker://")
+			if len(args) == 2 {
+				dst = args[1]
+				if !strings.Contains(dst, ":") || !isTransport(dst) {
+					dst = "docker://" + dst
+				}
+			}
+			return copyImage(ctx, "local:"+args[0], dst, imagesvc.CopyOptions{Jobs: jobs}, quiet)
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing but errors")
+	cmd.Flags().IntVar(&jobs, "jobs", 3, "blobs uploaded at once")
+	return cmd
+}
+
+// isTransport reports whether s starts with a transport name.
+func isTransport(s string) bool {
+	for _, t := range []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "local:"} {
+		if strings.HasPrefix(s, t) {
+			return true
+		}
+	}
+	return false
 }

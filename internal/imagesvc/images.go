@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/reference"
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // Lookup finds the local images a user means by s, as docker and podman
@@ -229,4 +231,41 @@ func (s *Service) checkUnused(ctx context.Context, imgs []metadata.Image) error 
 		}
 	}
 	return nil
+}
+
+// Mount mounts a read-only view of a stored image at target (made if
+// missing) and returns the view's key; Unmount undoes it. While mounted,
+// the image's layers are in use and `rmi` refuses it.
+func (s *Service) Mount(ctx context.Context, q, target string) (string, error) {
+	img, err := s.LookupOne(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	if img.SnapshotKey == "" {
+		return "", fmt.Errorf("image %s has no layers to mount: %w", img.Name, errdefs.ErrFailedPrecond)
+	}
+	key := "mount:" + target
+	ms, err := s.Snapshots.View(ctx, key, img.SnapshotKey)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		s.Snapshots.Remove(ctx, key)
+		return "", err
+	}
+	for _, m := range ms {
+		if err := m.Mount(target); err != nil {
+			s.Snapshots.Remove(ctx, key)
+			return "", err
+		}
+	}
+	return key, nil
+}
+
+// Unmount unmounts target, mounted by Mount, and drops its view.
+func (s *Service) Unmount(ctx context.Context, target string) error {
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return s.Snapshots.Remove(ctx, "mount:"+target)
 }

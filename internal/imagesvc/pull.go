@@ -48,25 +48,40 @@ const (
 // Pull fetches ref for platform (nil: the host's) from its registry (or a
 // mirror) and records it under its canonical name.
 func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (metadata.Image, error) {
-	var want *gv1.Platform
-	if platform != nil {
-		want = &gv1.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant}
-	}
-	r, err := s.Registry.Resolve(ctx, ref, want)
+	r, img, err := s.remoteImage(ctx, ref, gPlatform(platform))
 	if err != nil {
 		return metadata.Image{}, err
+	}
+	return s.Import(ctx, r.Ref.String(), img)
+}
+
+// remoteImage resolves ref through registries.conf and returns the image
+// chosen for platform (nil: the host's), whose blobs stream from the
+// endpoint that answered, digest-checked.
+func (s *Service) remoteImage(ctx context.Context, ref string, platform *gv1.Platform) (*registry.Resolved, gv1.Image, error) {
+	r, err := s.Registry.Resolve(ctx, ref, platform)
+	if err != nil {
+		return nil, nil, err
 	}
 	raw, gdesc, err := s.Registry.Manifest(ctx, r)
 	if err != nil {
-		return metadata.Image{}, err
+		return nil, nil, err
 	}
 	img, err := newBlobImage(ctx, raw, gdesc.MediaType, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
 		return s.Registry.Blob(ctx, r, d)
 	})
 	if err != nil {
-		return metadata.Image{}, fmt.Errorf("image %s: %w", r.Ref, err)
+		return nil, nil, fmt.Errorf("image %s: %w", r.Ref, err)
 	}
-	return s.Import(ctx, r.Ref.String(), img)
+	return r, img, nil
+}
+
+// gPlatform converts an OCI platform to go-containerregistry's.
+func gPlatform(p *v1.Platform) *gv1.Platform {
+	if p == nil {
+		return nil
+	}
+	return &gv1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 }
 
 // Import stores img under name, from any source. Each layer streams once

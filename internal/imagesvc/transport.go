@@ -103,19 +103,9 @@ type source struct {
 func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform) (*source, error) {
 	switch loc.Transport {
 	case Docker:
-		r, err := s.Registry.Resolve(ctx, loc.Name, platform)
+		r, img, err := s.remoteImage(ctx, loc.Name, platform)
 		if err != nil {
 			return nil, err
-		}
-		raw, gdesc, err := s.Registry.Manifest(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		img, err := newBlobImage(ctx, raw, gdesc.MediaType, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
-			return s.Registry.Blob(ctx, r, d)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", r.Ref, err)
 		}
 		return &source{img: img, name: r.Ref.String(), done: func() {}}, nil
 	case Local:
@@ -437,11 +427,7 @@ type CopyOptions struct {
 // destination's name for it. Writing into the local store is Import;
 // a push goes to the registry itself, never a mirror.
 func (s *Service) Copy(ctx context.Context, src, dst Location, opts CopyOptions) (string, error) {
-	var want *gv1.Platform
-	if opts.Platform != nil {
-		want = &gv1.Platform{OS: opts.Platform.OS, Architecture: opts.Platform.Architecture, Variant: opts.Platform.Variant}
-	}
-	in, err := s.open(ctx, src, want)
+	in, err := s.open(ctx, src, gPlatform(opts.Platform))
 	if err != nil {
 		return "", err
 	}
