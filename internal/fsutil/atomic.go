@@ -72,22 +72,17 @@ func SyncDir(dir string) error {
 	return d.Sync()
 }
 
-// Lock is a flock held on an open file or directory.
+// Lock is an exclusive flock held on an open file or directory.
 type Lock struct{ f *os.File }
 
 // LockPath takes an exclusive lock on path (a file or directory), waiting for
 // other holders.
-func LockPath(path string) (*Lock, error) { return lockPath(path, unix.LOCK_EX) }
-
-// LockShared takes a shared lock on path, waiting for an exclusive holder.
-func LockShared(path string) (*Lock, error) { return lockPath(path, unix.LOCK_SH) }
-
-func lockPath(path string, how int) (*Lock, error) {
+func LockPath(path string) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/berthdev/berth/internal/content"
 	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/snapshot"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -35,16 +36,20 @@ func (s *Service) GC(ctx context.Context) (GCResult, error) {
 	if r.Leases, err = s.dropDeadLeases(ctx); err != nil {
 		return r, err
 	}
-	r.Snapshots, err = s.Snapshots.Sweep(ctx, func(ctx context.Context) (map[string]bool, error) {
+	r.Snapshots, err = s.Snapshots.Sweep(ctx, func(ctx context.Context) (snapshot.Live, error) {
+		live := snapshot.Live{Snapshots: map[string]bool{}, Owners: map[string]bool{}}
 		roots, err := s.Meta.GCRoots(ctx)
 		if err != nil {
-			return nil, err
+			return live, err
 		}
-		live := map[string]bool{}
 		for _, k := range roots.Snapshots {
-			live[k] = true
+			live.Snapshots[k] = true
 		}
-		return live, nil
+		leases, err := s.Meta.ListLeases(ctx)
+		for _, l := range leases {
+			live.Owners[l.ID] = true
+		}
+		return live, err
 	})
 	if err != nil {
 		return r, err

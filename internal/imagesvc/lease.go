@@ -74,7 +74,7 @@ func ownerAlive(label string) bool {
 
 // lease records, in one transaction, everything an operation is about to
 // write; release deletes it once the image record holds them.
-func (s *Service) lease(ctx context.Context, what string, blobs []digest.Digest, snapshots []string) (release func(), err error) {
+func (s *Service) lease(ctx context.Context, what string, blobs []digest.Digest, snapshots []string) (id string, release func(), err error) {
 	var b [8]byte
 	rand.Read(b[:])
 	l := metadata.Lease{
@@ -85,9 +85,9 @@ func (s *Service) lease(ctx context.Context, what string, blobs []digest.Digest,
 		Snapshots: snapshots,
 	}
 	if _, err := s.Meta.CreateLease(ctx, l); err != nil {
-		return nil, fmt.Errorf("%s: lease: %w", what, err)
+		return "", nil, fmt.Errorf("%s: lease: %w", what, err)
 	}
-	return func() {
+	return l.ID, func() {
 		// A lease left behind (context cancelled, store unreachable) is
 		// dead once this process is, and GC removes it then.
 		s.Meta.DeleteLease(context.WithoutCancel(ctx), l.ID)

@@ -143,7 +143,7 @@ func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metad
 		blobs = append(blobs, l.Digest)
 		keys[i] = chain[i].String()
 	}
-	release, err := s.lease(ctx, "import", blobs, keys)
+	leaseID, release, err := s.lease(ctx, "import", blobs, keys)
 	if err != nil {
 		return metadata.Image{}, err
 	}
@@ -176,7 +176,7 @@ func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metad
 			continue
 		}
 		g.Go(func() error {
-			dir, err := s.Snapshots.Staging(keys[i])
+			dir, err := s.Snapshots.Staging(leaseID)
 			if err != nil {
 				return err
 			}

@@ -128,18 +128,18 @@ func TestLeases(t *testing.T) {
 	ctx := context.Background()
 	blob := []byte("a blob of an unfinished import")
 	d := digest.FromBytes(blob)
-	release, err := s.lease(ctx, "test", []digest.Digest{d}, []string{"sha256:layer"})
+	id, release, err := s.lease(ctx, "test", []digest.Digest{d}, []string{"sha256:layer"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.putBytes(ctx, v1.Descriptor{Digest: d, Size: int64(len(blob))}, blob); err != nil {
 		t.Fatal(err)
 	}
-	staged, err := s.Snapshots.Staging("sha256:layer")
+	staged, err := s.Snapshots.Staging(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan, err := s.Snapshots.Staging("sha256:nobody-leased-this")
+	orphan, err := s.Snapshots.Staging("nobody")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestLeases(t *testing.T) {
 	}
 	release()
 
-	// The same, leased by a process that is gone.
+	// The same, leased by a process that is gone, with a staged unpack.
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -167,6 +167,9 @@ func TestLeases(t *testing.T) {
 	_, err = s.Meta.CreateLease(ctx, metadata.Lease{ID: "dead", Expires: time.Now().Add(time.Hour),
 		Labels: map[string]string{ownerLabel: dead}, Content: []digest.Digest{d}, Snapshots: []string{"sha256:layer"}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshots.Staging("dead"); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.GC(ctx)

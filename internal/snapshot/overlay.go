@@ -78,11 +78,33 @@ func NewOverlay(root string, db metadata.SnapshotStore) (*Overlay, error) {
 	return &Overlay{root: root, db: db}, nil
 }
 
-// shared holds the store's lock while a directory is made and recorded (or
-// renamed and recorded), so that Sweep, which holds it exclusively, never
-// mistakes a snapshot being made for a crash's leftover. Processes share it.
-func (o *Overlay) shared() (*fsutil.Lock, error) {
-	return fsutil.LockShared(filepath.Join(o.root, "lock"))
+// lock holds the store's lock (one for all processes) while a directory
+// is made and recorded, renamed and recorded, or swept. Each holder does
+// only a few file system calls and one metadata transaction; under it, a
+// directory without a record is a crash's leftover, never a snapshot
+// another process is making.
+func (o *Overlay) lock() (*fsutil.Lock, error) {
+	return fsutil.LockPath(filepath.Join(o.root, "lock"))
+}
+
+// claim makes key's directory, with the lock held. A record means the
+// snapshot exists (ErrAlreadyExists); a directory without one is a
+// crash's leftover and is replaced.
+func (o *Overlay) claim(ctx context.Context, key string) (string, error) {
+	if _, err := o.db.GetSnapshot(ctx, key); err == nil {
+		return "", fmt.Errorf("snapshot %s: %w", key, errdefs.ErrAlreadyExists)
+	} else if !errdefs.IsNotFound(err) {
+		return "", err
+	}
+	d := o.dir(key)
+	err := os.Mkdir(d, 0o700)
+	if errors.Is(err, os.ErrExist) {
+		if err := os.RemoveAll(d); err != nil {
+			return "", err
+		}
+		err = os.Mkdir(d, 0o700)
+	}
+	return d, err
 }
 
 // dirName is a key's directory name: short (overlay's mount options hold
@@ -113,18 +135,15 @@ func (o *Overlay) View(ctx context.Context, key, parent string) ([]Mount, error)
 }
 
 func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.Kind) (_ []Mount, retErr error) {
-	lock, err := o.shared()
+	lock, err := o.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	d := o.dir(key)
 	// The directory first: a crash then leaves an unrecorded directory,
 	// which the collector removes, never a record without its files.
-	if err := os.Mkdir(d, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("snapshot %s: %w", key, errdefs.ErrAlreadyExists)
-		}
+	d, err := o.claim(ctx, key)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -187,19 +206,23 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 	if s.Kind != metadata.KindActive {
 		return fmt.Errorf("commit %s: snapshot %s is %s, not active: %w", name, key, s.Kind, errdefs.ErrFailedPrecond)
 	}
-	lock, err := o.shared()
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
 	size, err := dirSize(o.UpperDir(key))
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(o.dir(key), o.dir(name)); err != nil {
-		if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
-			return fmt.Errorf("commit %s: %w", name, errdefs.ErrAlreadyExists)
-		}
+	lock, err := o.lock()
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	d, err := o.claim(ctx, name)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", name, err)
+	}
+	if err := os.Remove(d); err != nil {
+		return err
+	}
+	if err := os.Rename(o.dir(key), d); err != nil {
 		return err
 	}
 	os.RemoveAll(filepath.Join(o.dir(name), "work", "work")) // overlay's leftovers
@@ -213,32 +236,37 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 }
 
 // Staging returns a new empty directory on the snapshots' file system to
-// unpack the layer that will be snapshot key into before its parent is
-// committed (layers of one pull unpack in parallel); Adopt turns it into
-// that snapshot. The caller keeps key under a lease until then: Sweep
-// removes staging directories of keys nothing keeps alive.
-func (o *Overlay) Staging(key string) (string, error) {
-	lock, err := o.shared()
+// unpack a layer into before its parent is committed (layers of one pull
+// unpack in parallel); Adopt turns it into a snapshot. owner names what
+// protects it (the pull's lease): Sweep removes staging directories whose
+// owner it is not told is live.
+func (o *Overlay) Staging(owner string) (string, error) {
+	if owner == "" || strings.ContainsAny(owner, "./") {
+		return "", fmt.Errorf("staging owner %q: %w", owner, errdefs.ErrInvalidArgument)
+	}
+	lock, err := o.lock()
 	if err != nil {
 		return "", err
 	}
 	defer lock.Unlock()
-	return os.MkdirTemp(filepath.Join(o.root, "staging"), dirName(key)+"-")
+	return os.MkdirTemp(filepath.Join(o.root, "staging"), owner+".")
 }
 
 // Adopt commits the unpacked layer in staging (from Staging) as the
 // snapshot name on top of the committed parent.
 func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffID, chainID digest.Digest) (retErr error) {
-	lock, err := o.shared()
+	// Sized before the lock is taken: a walk of a large layer is slow.
+	size, err := dirSize(staging)
+	if err != nil {
+		return err
+	}
+	lock, err := o.lock()
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	d := o.dir(name)
-	if err := os.Mkdir(d, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("snapshot %s: %w", name, errdefs.ErrAlreadyExists)
-		}
+	d, err := o.claim(ctx, name)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -250,10 +278,6 @@ func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffI
 		return err
 	}
 	if err := os.Rename(staging, filepath.Join(d, "fs")); err != nil {
-		return err
-	}
-	size, err := dirSize(filepath.Join(d, "fs"))
-	if err != nil {
 		return err
 	}
 	_, err = o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: name, Parent: parent, Kind: metadata.KindCommitted,
@@ -282,22 +306,31 @@ func (o *Overlay) Remove(ctx context.Context, key string) error {
 	return os.RemoveAll(o.dir(key))
 }
 
+// Live is what Sweep must keep.
+type Live struct {
+	// Snapshots are the live keys (GC roots and their parent chains).
+	Snapshots map[string]bool
+	// Owners are the live owners of staging directories.
+	Owners map[string]bool
+}
+
 // Sweep removes what nothing keeps alive: every snapshot whose key is not
-// in the set live returns (the GC roots and their parent chains, which it
-// reads under the lock), children before parents, then every directory
-// with neither a record nor a live key: a crash between mkdir and record,
-// or a staged unpack of a pull that died. It holds the lock exclusively,
-// so no snapshot is half made meanwhile, and returns the keys removed.
-func (o *Overlay) Sweep(ctx context.Context, live func(context.Context) (map[string]bool, error)) ([]string, error) {
-	lock, err := fsutil.LockPath(filepath.Join(o.root, "lock"))
+// live (live is read under the lock), children before parents; every
+// snapshot directory with neither a record nor a live key (a crash between
+// mkdir and record); every staging directory whose owner is not live (a
+// pull that died). It holds the lock exclusively, so no snapshot or
+// staging directory is half made meanwhile, and returns the keys removed.
+func (o *Overlay) Sweep(ctx context.Context, live func(context.Context) (Live, error)) ([]string, error) {
+	lock, err := o.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	alive, err := live(ctx)
+	l, err := live(ctx)
 	if err != nil {
 		return nil, err
 	}
+	alive := l.Snapshots
 	parent := map[string]string{}
 	err = o.db.WalkSnapshots(ctx, func(s metadata.Snapshot) error {
 		parent[s.Key] = s.Parent
@@ -342,20 +375,30 @@ func (o *Overlay) Sweep(ctx context.Context, live func(context.Context) (map[str
 	for k := range alive {
 		keep[dirName(k)] = true
 	}
-	for _, sub := range []string{"s", "staging"} {
+	sweepDir := func(sub string, keep func(name string) bool) error {
 		entries, err := os.ReadDir(filepath.Join(o.root, sub))
 		if err != nil {
-			return removed, err
+			return err
 		}
 		for _, e := range entries {
-			name, _, _ := strings.Cut(e.Name(), "-") // staging: <dirName>-<random>
-			if keep[name] {
+			if keep(e.Name()) {
 				continue
 			}
 			if err := os.RemoveAll(filepath.Join(o.root, sub, e.Name())); err != nil {
-				return removed, fmt.Errorf("sweep %s: %w", e.Name(), err)
+				return fmt.Errorf("sweep %s: %w", e.Name(), err)
 			}
 		}
+		return nil
+	}
+	if err := sweepDir("s", func(n string) bool { return keep[n] }); err != nil {
+		return removed, err
+	}
+	err = sweepDir("staging", func(n string) bool {
+		owner, _, _ := strings.Cut(n, ".")
+		return l.Owners[owner]
+	})
+	if err != nil {
+		return removed, err
 	}
 	return removed, nil
 }

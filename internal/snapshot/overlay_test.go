@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
+	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -120,5 +121,62 @@ func TestOverlayChain(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(root, "snapshots", "s")); len(ents) != 0 {
 		t.Errorf("a failed prepare left %v", ents)
+	}
+}
+
+// TestCrashLeftovers: a directory a crash left without its record neither
+// blocks making that snapshot again nor survives a sweep; a live staging
+// directory does survive.
+func TestCrashLeftovers(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	db, err := metadata.Open(ctx, filepath.Join(root, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	o, err := NewOverlay(filepath.Join(root, "snapshots"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if a process died between mkdir and record, twice.
+	for _, k := range []string{"layer", "orphan"} {
+		if err := os.MkdirAll(filepath.Join(o.dir(k), "fs", "junk"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staged, err := o.Staging("pull1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(staged, "f"), []byte("x"), 0o644)
+	d := digest.FromString("layer")
+	if err := o.Adopt(ctx, "layer", "", staged, d, d); err != nil {
+		t.Fatalf("adopt over a leftover directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(o.UpperDir("layer"), "junk")); err == nil {
+		t.Error("the leftover's files are in the new snapshot")
+	}
+	if err := o.Adopt(ctx, "layer", "", t.TempDir(), d, d); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("adopt of a recorded snapshot: %v", err)
+	}
+	live, err := o.Staging("pull2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := o.Staging("pull3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := o.Sweep(ctx, func(context.Context) (Live, error) {
+		return Live{Snapshots: map[string]bool{"layer": true}, Owners: map[string]bool{"pull2": true}}, nil
+	})
+	if err != nil || len(removed) != 0 {
+		t.Fatalf("sweep: %v %v", removed, err)
+	}
+	for p, want := range map[string]bool{o.dir("layer"): true, o.dir("orphan"): false, live: true, dead: false} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", p, err == nil, want)
+		}
 	}
 }
