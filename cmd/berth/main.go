@@ -41,7 +41,7 @@ func main() {
 	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
 	root.AddCommand(pullCmd(), pushCmd(), imagesCmd("images"), rmiCmd("rmi"), tagCmd(), saveCmd(), loadCmd(),
-		imageCmd(), systemCmd())
+		imageCmd(), systemCmd(), loginCmd(), logoutCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(exitCode(err))

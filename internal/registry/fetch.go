@@ -58,9 +58,8 @@ type Fetcher interface {
 
 // httpFetcher speaks the distribution protocol over net/http, with
 // go-containerregistry's transport below each repository for the
-// registry's authentication (anonymous, basic, or bearer tokens) from the
-// docker/podman auth files (authn.DefaultKeychain: ~/.docker/config.json,
-// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json).
+// registry's authentication (anonymous, basic, or bearer tokens) with the
+// credentials of the podman and docker auth files (see AuthFiles).
 type httpFetcher struct {
 	client    *http.Client
 	insecure  *http.Client // TLS without verification, for Insecure endpoints
@@ -133,7 +132,7 @@ func newHTTPFetcher(rt http.RoundTripper, userAgent string, retries int) *httpFe
 		insecure:  &http.Client{Transport: insecureRT},
 		userAgent: userAgent,
 		retries:   retries,
-		keychain:  authn.DefaultKeychain,
+		keychain:  Keychain(nil),
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -45,7 +44,7 @@ func (c *Client) PushTarget(ref string) (name.Tag, error) {
 
 // Push uploads img as ref through go-containerregistry (blobs the registry
 // has already are skipped, uploads run jobs at a time), with the
-// credentials of the docker/podman auth files. progress, if not nil,
+// credentials of the podman and docker auth files (see AuthFiles). progress, if not nil,
 // receives updates and is closed by the push.
 func (c *Client) Push(ctx context.Context, ref string, img v1.Image, jobs int, progress chan<- v1.Update) (name.Tag, error) {
 	t, err := c.PushTarget(ref)
@@ -54,7 +53,7 @@ func (c *Client) Push(ctx context.Context, ref string, img v1.Image, jobs int, p
 	}
 	opts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithAuthFromKeychain(Keychain(nil)),
 		remote.WithUserAgent(c.userAgent),
 		remote.WithJobs(max(jobs, 1)),
 	}
