@@ -89,6 +89,9 @@ type Writer interface {
 	// Close releases the ref and keeps its data for a later resume. It is
 	// safe after Commit, and twice.
 	io.Closer
+	// ReadAt reads what has been written so far (below Status().Offset):
+	// a resumed download replays it into its consumer.
+	io.ReaderAt
 	// Digest is the digest of everything written so far.
 	Digest() digest.Digest
 	// Status reports the ingest; Offset is where the next Write goes.

@@ -246,6 +246,23 @@ func (w *localWriter) startWriteback() {
 	w.flushed = w.offset
 }
 
+func (w *localWriter) ReadAt(p []byte, off int64) (int, error) {
+	if w.closed {
+		return 0, w.errf("read after close or commit: %w", errdefs.ErrFailedPrecond)
+	}
+	if off >= w.offset {
+		return 0, io.EOF
+	}
+	if rem := w.offset - off; int64(len(p)) > rem {
+		n, err := w.data.ReadAt(p[:rem], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return w.data.ReadAt(p, off)
+}
+
 func (w *localWriter) Digest() digest.Digest { return digest.NewDigest(w.alg, w.h) }
 
 func (w *localWriter) Status() Status {

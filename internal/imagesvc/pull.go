@@ -52,8 +52,19 @@ func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (
 	if err != nil {
 		return metadata.Image{}, err
 	}
-	return s.Import(ctx, r.Ref.String(), img)
+	from := func(ctx context.Context, l v1.Descriptor, offset int64) (io.ReadCloser, error) {
+		h, err := gv1.NewHash(l.Digest.String())
+		if err != nil {
+			return nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return s.Registry.BlobFrom(ctx, r, gv1.Descriptor{MediaType: types.MediaType(l.MediaType), Digest: h, Size: l.Size}, offset)
+	}
+	return s.importImage(ctx, r.Ref.String(), img, from)
 }
+
+// rangeOpener opens a layer from an offset on, for sources that can
+// resume (a registry answers Range requests).
+type rangeOpener func(ctx context.Context, l v1.Descriptor, offset int64) (io.ReadCloser, error)
 
 // remoteImage resolves ref through registries.conf and returns the image
 // chosen for platform (nil: the host's), whose blobs stream from the
@@ -91,6 +102,11 @@ func gPlatform(p *v1.Platform) *gv1.Platform {
 // written and the image record comes last, so an interrupted import leaves
 // no image half there and nothing GC would keep forever.
 func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metadata.Image, error) {
+	return s.importImage(ctx, name, img, nil)
+}
+
+// importImage is Import; from, if not nil, resumes partial downloads.
+func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, from rangeOpener) (metadata.Image, error) {
 	raw, mt, err := manifestOf(img)
 	if err != nil {
 		return metadata.Image{}, fmt.Errorf("image %s: %w", name, err)
@@ -171,7 +187,7 @@ func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metad
 			// Unpacked already; the blob may be another image's copy of
 			// the same layer, and push and save need this one.
 			if _, err := s.Content.Info(ctx, l.Digest); errdefs.IsNotFound(err) {
-				g.Go(func() error { return s.unpack(gctx, img, l, "", "") })
+				g.Go(func() error { return s.unpack(gctx, img, from, l, "", "") })
 			}
 			continue
 		}
@@ -181,7 +197,7 @@ func (s *Service) Import(ctx context.Context, name string, img gv1.Image) (metad
 				return err
 			}
 			staged[i] = dir
-			return s.unpack(gctx, img, l, cfg.RootFS.DiffIDs[i], dir)
+			return s.unpack(gctx, img, from, l, cfg.RootFS.DiffIDs[i], dir)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -230,34 +246,49 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 // unpack streams one layer: the compressed bytes go to the content store
 // (digest checked at commit) and through the decompressor to the applier
 // into dir (diffID checked at the end). With dir "" it only stores the blob.
-func (s *Service) unpack(ctx context.Context, img gv1.Image, l v1.Descriptor, diffID digest.Digest, dir string) error {
+// A partial download of the blob (an interrupted pull) is resumed through
+// from when the source can: its bytes are replayed from the ingest into the
+// decompressor, and only the rest is fetched.
+func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l v1.Descriptor, diffID digest.Digest, dir string) error {
 	w, err := s.Content.Writer(ctx, l.Digest.String(), l.Size, l.Digest)
 	stored := errdefs.IsAlreadyExists(err)
 	if err != nil && !stored {
 		return err
 	}
-	// A blob stored already (an image whose snapshot was removed, or an
-	// earlier import cut short after the blob's commit) is read locally.
-	var body io.ReadCloser
-	if stored {
-		body, err = s.localBlob(ctx, l.Digest)
-	} else {
-		body, err = openLayer(img, l.Digest)
-	}
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	defer body.Close()
-	var src io.Reader = body
-	if !stored {
+	var src io.Reader
+	switch {
+	case stored:
+		// A blob stored already (an image whose snapshot was removed, or an
+		// earlier import cut short after the blob's commit) is read locally.
+		body, err := s.localBlob(ctx, l.Digest)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+		defer body.Close()
+		src = body
+	default:
 		defer w.Close()
-		if w.Status().Offset > 0 {
-			// The stream starts over, so the partial ingest does too.
-			if err := w.Truncate(0); err != nil {
-				return err
+		have := w.Status().Offset
+		var body io.ReadCloser
+		if have > 0 && from != nil {
+			if body, err = from(ctx, l, have); err != nil {
+				body = nil // start over below
 			}
 		}
-		src = io.TeeReader(body, w)
+		if body != nil {
+			src = io.MultiReader(io.NewSectionReader(w, 0, have), io.TeeReader(body, w))
+		} else {
+			if have > 0 {
+				if err := w.Truncate(0); err != nil {
+					return err
+				}
+			}
+			if body, err = openLayer(img, l.Digest); err != nil {
+				return fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			src = io.TeeReader(body, w)
+		}
+		defer body.Close()
 	}
 	if dir == "" { // the blob only
 		if stored {

@@ -43,6 +43,8 @@ type Fetched struct {
 	Digest digest.Digest
 	// Size is the Content-Length, -1 when unknown.
 	Size int64
+	// Offset is where in the content Body starts (a range answered).
+	Offset int64
 }
 
 // Fetcher speaks the distribution protocol for the Client. The Client does
@@ -52,7 +54,10 @@ type Fetched struct {
 // 5xx) or ErrUnauthorized (401, 403).
 type Fetcher interface {
 	Manifest(ctx context.Context, repo Repo, ref string, accept []string) (*Fetched, error)
-	Blob(ctx context.Context, repo Repo, d digest.Digest) (*Fetched, error)
+	// Blob fetches a blob from offset on (0: all of it). A registry that
+	// ignores the range answers with the whole blob: Fetched.Offset says
+	// where the body starts.
+	Blob(ctx context.Context, repo Repo, d digest.Digest, offset int64) (*Fetched, error)
 	Tags(ctx context.Context, repo Repo) ([]string, error)
 }
 
@@ -148,8 +153,13 @@ func (f *httpFetcher) Manifest(ctx context.Context, repo Repo, ref string, accep
 	return f.get(ctx, repo, "/manifests/"+ref, accept)
 }
 
-func (f *httpFetcher) Blob(ctx context.Context, repo Repo, d digest.Digest) (*Fetched, error) {
-	return f.get(ctx, repo, "/blobs/"+d.String(), nil)
+func (f *httpFetcher) Blob(ctx context.Context, repo Repo, d digest.Digest, offset int64) (*Fetched, error) {
+	var hdr http.Header
+	if offset > 0 {
+		hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	}
+	fe, _, err := f.do(ctx, repo, "/blobs/"+d.String(), nil, hdr)
+	return fe, err
 }
 
 // maxTagPages bounds a tag listing, so a registry whose "next" links loop
@@ -160,7 +170,7 @@ func (f *httpFetcher) Tags(ctx context.Context, repo Repo) ([]string, error) {
 	var all []string
 	next := "/tags/list"
 	for page := 0; next != "" && page < maxTagPages; page++ {
-		fe, link, err := f.do(ctx, repo, next, nil)
+		fe, link, err := f.do(ctx, repo, next, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -179,18 +189,18 @@ func (f *httpFetcher) Tags(ctx context.Context, repo Repo) ([]string, error) {
 }
 
 func (f *httpFetcher) get(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, error) {
-	fe, _, err := f.do(ctx, repo, suffix, accept)
+	fe, _, err := f.do(ctx, repo, suffix, accept, nil)
 	return fe, err
 }
 
 // do sends one GET (retrying when there was no usable answer) and also
 // returns the path+query of the page's rel="next" link, if any.
-func (f *httpFetcher) do(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, string, error) {
+func (f *httpFetcher) do(ctx context.Context, repo Repo, suffix string, accept []string, hdr http.Header) (*Fetched, string, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		var fe *Fetched
 		var next string
-		fe, next, err = f.once(ctx, repo, suffix, accept)
+		fe, next, err = f.once(ctx, repo, suffix, accept, hdr)
 		if err == nil || !errors.Is(err, errdefs.ErrUnavailable) || attempt >= f.retries {
 			return fe, next, err
 		}
@@ -202,7 +212,7 @@ func (f *httpFetcher) do(ctx context.Context, repo Repo, suffix string, accept [
 	}
 }
 
-func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept []string) (*Fetched, string, error) {
+func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept []string, hdr http.Header) (*Fetched, string, error) {
 	host := apiHost(repo.Registry)
 	schemes := []string{"https"}
 	if repo.Insecure {
@@ -229,6 +239,9 @@ func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept
 		if f.userAgent != "" {
 			req.Header.Set("User-Agent", f.userAgent)
 		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
 		client := f.client
 		if repo.Insecure {
 			client = f.insecure
@@ -252,6 +265,17 @@ func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept
 		if repo.Insecure {
 			f.schemes.Store(host, scheme)
 		}
+		var offset int64
+		if resp.StatusCode == http.StatusPartialContent && hdr.Get("Range") != "" {
+			// "bytes START-END/TOTAL": the body starts at START.
+			var end, total int64
+			if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &offset, &end, &total); err != nil {
+				resp.Body.Close()
+				return nil, "", fmt.Errorf("registry %s: malformed Content-Range %q for %s: %w",
+					repo.Registry, resp.Header.Get("Content-Range"), target, errdefs.ErrInvalidArgument)
+			}
+			resp.StatusCode = http.StatusOK
+		}
 		if err := statusError(repo, target, resp); err != nil {
 			return nil, "", err
 		}
@@ -260,6 +284,7 @@ func (f *httpFetcher) once(ctx context.Context, repo Repo, suffix string, accept
 			MediaType: resp.Header.Get("Content-Type"),
 			Digest:    digest.Digest(resp.Header.Get("Docker-Content-Digest")),
 			Size:      resp.ContentLength,
+			Offset:    offset,
 		}
 		return fe, nextLink(resp), nil
 	}
