@@ -285,6 +285,9 @@ func copyImage(ctx context.Context, from, to string, opts imagesvc.CopyOptions, 
 	defer s.close()
 	if !quiet {
 		fmt.Fprintf(os.Stderr, "Copying %s to %s\n", src, dst)
+		bars := newProgress() // layers that go into the local store
+		s.svc.Progress = bars.Event
+		defer bars.Close()
 	}
 	name, err := s.svc.Copy(ctx, src, dst, opts)
 	if err != nil {

@@ -28,10 +28,18 @@ func pullCmd() *cobra.Command {
 			}
 			defer s.close()
 			ref := strings.TrimPrefix(args[0], "docker://")
+			var bars *progress
 			if !quiet {
 				fmt.Fprintf(os.Stderr, "Trying to pull %s...\n", ref)
+				bars = newProgress()
+				s.svc.Progress = bars.Event
+				defer bars.Close()
 			}
 			img, err := s.svc.Pull(ctx, ref, p)
+			if s.svc.Progress != nil {
+				s.svc.Progress = nil
+				bars.Close()
+			}
 			if err != nil {
 				return err
 			}

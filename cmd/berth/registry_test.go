@@ -64,8 +64,10 @@ type entry struct {
 	uid, gid         int
 }
 
-func file(name, body string) entry { return entry{name: name, body: body, typ: tar.TypeReg, mode: 0o644} }
-func dir(name string) entry        { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
+func file(name, body string) entry {
+	return entry{name: name, body: body, typ: tar.TypeReg, mode: 0o644}
+}
+func dir(name string) entry { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
 
 func layerOf(t *testing.T, entries ...entry) gv1.Layer {
 	t.Helper()
@@ -220,7 +222,10 @@ func TestRealRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.must("pull", "-q", repo+":1")
+	// Without a terminal, one line per layer.
+	if out := c.must("pull", repo+":1"); strings.Count(out, "Copying blob sha256:") != 2 || !strings.Contains(out, " done (") {
+		t.Errorf("pull output: %q", out)
+	}
 	dir := strings.TrimSpace(c.must("image", "mount", repo+":1"))
 	checkFixtureTree(t, dir, "berth pull")
 	if _, err := c.run("rmi", repo+":1"); err == nil {

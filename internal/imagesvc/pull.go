@@ -36,13 +36,15 @@ type Service struct {
 	Meta      *metadata.DB
 	// Parallel is how many layers download and unpack at once (default 3).
 	Parallel int
+	// Progress, if set, is told how each layer's transfer goes; it is
+	// called from several goroutines at once.
+	Progress func(Event)
 }
 
 // Docker's schema2 media types, the same shapes as OCI's.
 const (
-	dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	dockerConfig   = "application/vnd.docker.container.image.v1+json"
 	dockerLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	dockerTarLayer = "application/vnd.docker.image.rootfs.diff.tar"
 )
 
 // Pull fetches ref for platform (nil: the host's) from its registry (or a
@@ -111,48 +113,11 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 	if err != nil {
 		return metadata.Image{}, fmt.Errorf("image %s: %w", name, err)
 	}
-	switch mt {
-	case types.OCIManifestSchema1, types.DockerManifestSchema2:
-	default:
-		return metadata.Image{}, fmt.Errorf("image %s: manifest media type %q is not an image manifest berth reads (%s, %s): %w",
-			name, mt, types.OCIManifestSchema1, types.DockerManifestSchema2, errdefs.ErrInvalidArgument)
-	}
-	desc := v1.Descriptor{MediaType: string(mt), Digest: digest.FromBytes(raw), Size: int64(len(raw))}
-	var man v1.Manifest
-	if err := json.Unmarshal(raw, &man); err != nil {
-		return metadata.Image{}, fmt.Errorf("manifest of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
-	}
-	if err := man.Config.Digest.Validate(); err != nil {
-		return metadata.Image{}, fmt.Errorf("manifest of %s: config digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
-	}
-	for _, l := range man.Layers {
-		if err := l.Digest.Validate(); err != nil {
-			return metadata.Image{}, fmt.Errorf("manifest of %s: layer digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	cfgRaw, err := img.RawConfigFile()
+	p, err := parseImage(name, raw, mt, img.RawConfigFile)
 	if err != nil {
-		return metadata.Image{}, fmt.Errorf("config of %s: %w", name, err)
+		return metadata.Image{}, err
 	}
-	if got := digest.FromBytes(cfgRaw); got != man.Config.Digest || int64(len(cfgRaw)) != man.Config.Size {
-		return metadata.Image{}, fmt.Errorf("config of %s: %d bytes with digest %s, the manifest says %d bytes, %s: %w",
-			name, len(cfgRaw), got, man.Config.Size, man.Config.Digest, errdefs.ErrInvalidArgument)
-	}
-	var cfg v1.Image
-	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
-		return metadata.Image{}, fmt.Errorf("config of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
-	}
-	if len(cfg.RootFS.DiffIDs) != len(man.Layers) {
-		return metadata.Image{}, fmt.Errorf("image %s: %d layers but %d diffIDs in its config: %w",
-			name, len(man.Layers), len(cfg.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
-	}
-	for _, d := range cfg.RootFS.DiffIDs {
-		if err := d.Validate(); err != nil {
-			return metadata.Image{}, fmt.Errorf("config of %s: diffID: %v: %w", name, err, errdefs.ErrInvalidArgument)
-		}
-	}
-	chain := chainIDs(cfg.RootFS.DiffIDs)
-
+	desc, man, cfg, cfgRaw, chain := p.desc, p.man, p.cfg, p.cfgRaw, p.chain
 	blobs := []digest.Digest{desc.Digest, man.Config.Digest}
 	keys := make([]string, len(chain))
 	for i, l := range man.Layers {
@@ -188,6 +153,8 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 			// the same layer, and push and save need this one.
 			if _, err := s.Content.Info(ctx, l.Digest); errdefs.IsNotFound(err) {
 				g.Go(func() error { return s.unpack(gctx, img, from, l, "", "") })
+			} else {
+				s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
 			}
 			continue
 		}
@@ -230,6 +197,74 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 	return out, err
 }
 
+// parsed is an image's manifest and config, checked.
+type parsed struct {
+	desc   v1.Descriptor
+	man    v1.Manifest
+	cfg    v1.Image
+	cfgRaw []byte
+	chain  []digest.Digest
+}
+
+// parseImage checks what a source says an image is before anything is
+// stored: the manifest's media type and digests, every layer's media type,
+// the config against the manifest's digest and size, and one diffID per
+// layer. Everything here comes from outside (FuzzParseImage).
+func parseImage(name string, raw []byte, mt types.MediaType, config func() ([]byte, error)) (*parsed, error) {
+	switch mt {
+	case types.OCIManifestSchema1, types.DockerManifestSchema2:
+	default:
+		return nil, fmt.Errorf("image %s: manifest media type %q is not an image manifest berth reads (%s, %s): %w",
+			name, mt, types.OCIManifestSchema1, types.DockerManifestSchema2, errdefs.ErrInvalidArgument)
+	}
+	p := &parsed{desc: v1.Descriptor{MediaType: string(mt), Digest: digest.FromBytes(raw), Size: int64(len(raw))}}
+	if err := json.Unmarshal(raw, &p.man); err != nil {
+		return nil, fmt.Errorf("manifest of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
+	}
+	if p.man.MediaType != "" && p.man.MediaType != string(mt) {
+		return nil, fmt.Errorf("manifest of %s: says it is %q, served as %q: %w", name, p.man.MediaType, mt, errdefs.ErrInvalidArgument)
+	}
+	if err := p.man.Config.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("manifest of %s: config digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
+	}
+	if p.man.Config.Size < 0 || p.man.Config.Size > maxConfig {
+		return nil, fmt.Errorf("manifest of %s: config size %d (at most %d): %w", name, p.man.Config.Size, maxConfig, errdefs.ErrInvalidArgument)
+	}
+	for _, l := range p.man.Layers {
+		if err := l.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("manifest of %s: layer digest: %v: %w", name, err, errdefs.ErrInvalidArgument)
+		}
+		if l.Size < 0 {
+			return nil, fmt.Errorf("manifest of %s: layer %s: size %d: %w", name, l.Digest, l.Size, errdefs.ErrInvalidArgument)
+		}
+		if _, err := decompress(l.MediaType, nil); err != nil {
+			return nil, fmt.Errorf("manifest of %s: layer %s: %w", name, l.Digest, err)
+		}
+	}
+	var err error
+	if p.cfgRaw, err = config(); err != nil {
+		return nil, fmt.Errorf("config of %s: %w", name, err)
+	}
+	if got := digest.FromBytes(p.cfgRaw); got != p.man.Config.Digest || int64(len(p.cfgRaw)) != p.man.Config.Size {
+		return nil, fmt.Errorf("config of %s: %d bytes with digest %s, the manifest says %d bytes, %s: %w",
+			name, len(p.cfgRaw), got, p.man.Config.Size, p.man.Config.Digest, errdefs.ErrInvalidArgument)
+	}
+	if err := json.Unmarshal(p.cfgRaw, &p.cfg); err != nil {
+		return nil, fmt.Errorf("config of %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
+	}
+	if len(p.cfg.RootFS.DiffIDs) != len(p.man.Layers) {
+		return nil, fmt.Errorf("image %s: %d layers but %d diffIDs in its config: %w",
+			name, len(p.man.Layers), len(p.cfg.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
+	}
+	for _, d := range p.cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return nil, fmt.Errorf("config of %s: diffID: %v: %w", name, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	p.chain = chainIDs(p.cfg.RootFS.DiffIDs)
+	return p, nil
+}
+
 // chainIDs are the OCI chain IDs of a layer stack.
 func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 	out := make([]digest.Digest, len(diffIDs))
@@ -266,6 +301,7 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		}
 		defer body.Close()
 		src = body
+		s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
 	default:
 		defer w.Close()
 		have := w.Status().Offset
@@ -276,7 +312,9 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 			}
 		}
 		if body != nil {
-			src = io.MultiReader(io.NewSectionReader(w, 0, have), io.TeeReader(body, w))
+			s.progress(Event{Digest: l.Digest, Size: l.Size, Done: have, State: BlobStart})
+			net := &counter{r: body, ev: Event{Digest: l.Digest, Size: l.Size, Done: have, State: BlobBytes}, emit: s.progress}
+			src = io.MultiReader(io.NewSectionReader(w, 0, have), io.TeeReader(net, w))
 		} else {
 			if have > 0 {
 				if err := w.Truncate(0); err != nil {
@@ -286,7 +324,9 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 			if body, err = openLayer(img, l.Digest); err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}
-			src = io.TeeReader(body, w)
+			s.progress(Event{Digest: l.Digest, Size: l.Size, State: BlobStart})
+			net := &counter{r: body, ev: Event{Digest: l.Digest, Size: l.Size, State: BlobBytes}, emit: s.progress}
+			src = io.TeeReader(net, w)
 		}
 		defer body.Close()
 	}
@@ -300,6 +340,7 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		if err := w.Commit(ctx, l.Size, l.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
 			return err
 		}
+		s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobDone})
 		return nil
 	}
 	dec, err := decompress(l.MediaType, src)
@@ -322,6 +363,7 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 			return err
 		}
 	}
+	s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobDone})
 	return nil
 }
 
@@ -349,7 +391,15 @@ func (s *Service) localBlob(ctx context.Context, d digest.Digest) (io.ReadCloser
 	}{io.NewSectionReader(ra, 0, ra.Size()), ra}, nil
 }
 
+// decompress returns the tar stream of a layer of mediaType read from r;
+// with r nil it only checks that the media type is one berth reads.
 func decompress(mediaType string, r io.Reader) (io.Reader, error) {
+	switch mediaType {
+	case v1.MediaTypeImageLayerGzip, dockerLayer, v1.MediaTypeImageLayerZstd, v1.MediaTypeImageLayer, dockerTarLayer:
+		if r == nil {
+			return nil, nil
+		}
+	}
 	switch mediaType {
 	case v1.MediaTypeImageLayerGzip, dockerLayer:
 		return gzip.NewReader(r)
@@ -359,7 +409,7 @@ func decompress(mediaType string, r io.Reader) (io.Reader, error) {
 			return nil, err
 		}
 		return d.IOReadCloser(), nil
-	case v1.MediaTypeImageLayer:
+	case v1.MediaTypeImageLayer, dockerTarLayer:
 		return r, nil
 	}
 	return nil, fmt.Errorf("unknown layer media type %q: %w", mediaType, errdefs.ErrInvalidArgument)

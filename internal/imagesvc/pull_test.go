@@ -119,7 +119,8 @@ func TestPull(t *testing.T) {
 // TestPullCorruptLayer: a registry that serves a layer whose bytes do not
 // match its digest makes the pull fail, and no image is recorded.
 func TestPullCorruptLayer(t *testing.T) {
-	s := newService(t)
+	root := t.TempDir()
+	s := newServiceAt(t, root)
 	ctx := context.Background()
 	var corrupt atomic.Bool
 	ref := pushRandom(t, func(h http.Handler) http.Handler {
@@ -147,5 +148,13 @@ func TestPullCorruptLayer(t *testing.T) {
 	}
 	if _, err := s.Meta.GetImage(ctx, ref); !errdefs.IsNotFound(err) {
 		t.Errorf("image recorded after a failed pull: %v", err)
+	}
+	// What the failed pull wrote (layers that were whole) is garbage: the
+	// next collection leaves nothing.
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := storeCounts(t, s, root); c != (counts{}) {
+		t.Errorf("after a failed pull and GC the store holds %+v", c)
 	}
 }
