@@ -34,6 +34,12 @@ func TestCrashChild(t *testing.T) {
 		if _, err := s.Pull(ctx, ref, nil); err != nil {
 			t.Fatal(err)
 		}
+	case "gc":
+		for range 20 {
+			if _, err := s.GC(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
 	case "remove":
 		if _, err := s.Remove(ctx, ref, RemoveOptions{}); err != nil {
 			t.Fatal(err)
@@ -163,5 +169,58 @@ func TestCrashPullRemove(t *testing.T) {
 	c := storeCounts(t, s, root)
 	if c.blobs != 6 || c.snapshots != 4 || c.dirs != 4 || c.staging != 0 {
 		t.Fatalf("store after the final pull and GC: %+v, want 6 blobs, 4 snapshots", c)
+	}
+}
+
+// TestConcurrentProcesses: two processes pull the same image into one
+// store while a third collects garbage in a loop; all succeed and the store
+// is whole and consistent afterwards.
+func TestConcurrentProcesses(t *testing.T) {
+	root := t.TempDir()
+	s := newServiceAt(t, root)
+	ctx := context.Background()
+	reg := httptest.NewServer(slowBlobs(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/conc/app:v1"
+	img, err := random.Image(1<<20, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(ref, name.Insecure)
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		var cmds []*exec.Cmd
+		var outs []*strings.Builder
+		for _, op := range []string{"pull", "pull", "gc"} {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "BERTH_CRASH_ROOT="+root, "BERTH_CRASH_OP="+op, "BERTH_CRASH_REF="+ref)
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds, outs = append(cmds, cmd), append(outs, out)
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("round %d, process %d: %v\n%s", round, i, err, outs[i])
+			}
+		}
+		rep, err := s.Check(ctx, CheckOptions{})
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("round %d: %+v %v", round, rep, err)
+		}
+		if _, err := s.Meta.GetImage(ctx, ref); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		// Start the next round from nothing.
+		if _, err := s.Remove(ctx, ref, RemoveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GC(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

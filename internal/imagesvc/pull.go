@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/berthdev/berth/internal/content"
 	"github.com/berthdev/berth/internal/errdefs"
@@ -285,7 +286,7 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 // from when the source can: its bytes are replayed from the ingest into the
 // decompressor, and only the rest is fetched.
 func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l v1.Descriptor, diffID digest.Digest, dir string) error {
-	w, err := s.Content.Writer(ctx, l.Digest.String(), l.Size, l.Digest)
+	w, err := s.writer(ctx, l)
 	stored := errdefs.IsAlreadyExists(err)
 	if err != nil && !stored {
 		return err
@@ -367,6 +368,26 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 	return nil
 }
 
+// writer opens the ingest of blob l. While another process (or pull)
+// downloads the same blob, it waits for that one to commit it (then the
+// blob is there: ErrAlreadyExists) or to give up (then this one resumes
+// what it left).
+func (s *Service) writer(ctx context.Context, l v1.Descriptor) (content.Writer, error) {
+	wait := 20 * time.Millisecond
+	for {
+		w, err := s.Content.Writer(ctx, l.Digest.String(), l.Size, l.Digest)
+		if !errdefs.IsUnavailable(err) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("layer %s: waiting for another download of it: %w", l.Digest, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
 func openLayer(img gv1.Image, d digest.Digest) (io.ReadCloser, error) {
 	h, err := gv1.NewHash(d.String())
 	if err != nil {
@@ -416,7 +437,8 @@ func decompress(mediaType string, r io.Reader) (io.Reader, error) {
 }
 
 func (s *Service) putBytes(ctx context.Context, d v1.Descriptor, data []byte) error {
-	w, err := s.Content.Writer(ctx, d.Digest.String(), int64(len(data)), d.Digest)
+	d.Size = int64(len(data))
+	w, err := s.writer(ctx, d)
 	if errdefs.IsAlreadyExists(err) {
 		return nil
 	}
