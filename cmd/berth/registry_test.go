@@ -256,6 +256,14 @@ func TestRealRegistry(t *testing.T) {
 		t.Errorf("tags: %q", tags)
 	}
 
+	// Layers are kept unpacked: a push to a repository that has the
+	// original blobs sends the same manifest; to one that has not, the
+	// layers are rebuilt (same diffIDs, same image ID).
+	local := strings.TrimSpace(c.must("image", "inspect", "--format", "{{.Digest}} {{.ID}}", repo+":1"))
+	c.must("push", "-q", repo+":1", repo+":again")
+	if got := strings.TrimSpace(c.must("image", "inspect", "--format", "{{.Digest}}", "docker://"+repo+":again")); !strings.HasPrefix(local, got+" ") {
+		t.Errorf("push back to the origin: manifest %s, stored %s", got, local)
+	}
 	// Push under another name; skopeo reads it.
 	pushed := reg + "/berth-test/pushed-" + randomSuffix() + ":2"
 	c.must("tag", repo+":1", pushed)

@@ -38,7 +38,8 @@ func (s *Service) Save(ctx context.Context, qs []string, format, out string) err
 		if err != nil {
 			return err
 		}
-		img, err := s.localImage(ctx, rec)
+		img, done, err := s.localImage(ctx, rec, nil)
+		defer done()
 		if err != nil {
 			return err
 		}

@@ -2,14 +2,18 @@ package imagesvc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/berthdev/berth/internal/content"
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
 	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Problem is one inconsistency Check found.
@@ -167,13 +171,25 @@ func (s *Service) imageDamage(ctx context.Context, img metadata.Image, blobs map
 	if img.Config != "" && !blobs[img.Config] {
 		return "config " + img.Config.String() + " is missing"
 	}
-	kids, err := s.children(ctx, img.Target.Digest)
+	man, err := s.manifest(ctx, img)
 	if err != nil {
-		return "manifest " + img.Target.Digest.String() + ": " + err.Error()
+		return err.Error()
 	}
-	for _, d := range kids {
-		if !blobs[d] {
-			return "blob " + d.String() + " is missing"
+	cfg, err := s.config(ctx, img)
+	if err != nil {
+		return err.Error()
+	}
+	if len(cfg.RootFS.DiffIDs) != len(man.Layers) {
+		return fmt.Sprintf("%d layers but %d diffIDs", len(man.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	// A layer is kept as its blob, or unpacked with the record to rebuild it.
+	for i, key := range chainIDs(cfg.RootFS.DiffIDs) {
+		d := man.Layers[i].Digest
+		if blobs[d] {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key.String()), tarSplitFile)); err != nil {
+			return "layer " + d.String() + ": neither its blob nor its tar-split record is stored"
 		}
 	}
 	if img.SnapshotKey != "" {
@@ -182,4 +198,17 @@ func (s *Service) imageDamage(ctx context.Context, img metadata.Image, blobs map
 		}
 	}
 	return ""
+}
+
+// manifest reads and parses a stored image's manifest.
+func (s *Service) manifest(ctx context.Context, rec metadata.Image) (v1.Manifest, error) {
+	var man v1.Manifest
+	data, err := s.rawBlob(ctx, rec.Target.Digest, maxManifestBlob)
+	if err != nil {
+		return man, fmt.Errorf("manifest %s: %w", rec.Target.Digest, err)
+	}
+	if err := json.Unmarshal(data, &man); err != nil {
+		return man, fmt.Errorf("manifest %s: %v: %w", rec.Target.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	return man, nil
 }

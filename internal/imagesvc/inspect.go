@@ -75,19 +75,31 @@ func (s *Service) Inspect(ctx context.Context, rec metadata.Image) (ImageInfo, e
 // config reads and parses a stored image's config.
 func (s *Service) config(ctx context.Context, rec metadata.Image) (v1.Image, error) {
 	var cfg v1.Image
-	rc, err := s.localBlob(ctx, rec.Config)
+	data, err := s.rawBlob(ctx, rec.Config, maxConfig)
 	if err != nil {
 		return cfg, fmt.Errorf("image %s: config: %w", rec.Name, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxConfig))
-	if err != nil {
-		return cfg, err
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("image %s: config: %v: %w", rec.Name, err, errdefs.ErrInvalidArgument)
 	}
 	return cfg, nil
+}
+
+// rawBlob reads a small stored blob whole (at most limit bytes).
+func (s *Service) rawBlob(ctx context.Context, d digest.Digest, limit int64) ([]byte, error) {
+	rc, err := s.localBlob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("blob %s: more than %d bytes: %w", d, limit, errdefs.ErrInvalidArgument)
+	}
+	return data, nil
 }
 
 // chainSize is the unpacked size of a layer chain.

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/berthdev/berth/internal/content"
@@ -150,13 +152,7 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 	g.SetLimit(max(1, s.Parallel, 3))
 	for i, l := range man.Layers {
 		if _, err := s.Meta.GetSnapshot(ctx, keys[i]); err == nil {
-			// Unpacked already; the blob may be another image's copy of
-			// the same layer, and push and save need this one.
-			if _, err := s.Content.Info(ctx, l.Digest); errdefs.IsNotFound(err) {
-				g.Go(func() error { return s.unpack(gctx, img, from, l, "", "") })
-			} else {
-				s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
-			}
+			s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
 			continue
 		}
 		g.Go(func() error {
@@ -180,7 +176,9 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 		if i > 0 {
 			parent = keys[i-1]
 		}
-		err := s.Snapshots.Adopt(ctx, keys[i], parent, staged[i], cfg.RootFS.DiffIDs[i], chain[i])
+		l := man.Layers[i]
+		labels := map[string]string{labelLayer: l.Digest.String(), labelLayerSize: strconv.FormatInt(l.Size, 10), labelLayerMedia: l.MediaType}
+		err := s.Snapshots.Adopt(ctx, keys[i], parent, staged[i], cfg.RootFS.DiffIDs[i], chain[i], labels)
 		if err != nil && !errdefs.IsAlreadyExists(err) { // another pull got there first
 			return metadata.Image{}, err
 		}
@@ -279,12 +277,16 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 	return out
 }
 
-// unpack streams one layer: the compressed bytes go to the content store
-// (digest checked at commit) and through the decompressor to the applier
-// into dir (diffID checked at the end). With dir "" it only stores the blob.
-// A partial download of the blob (an interrupted pull) is resumed through
-// from when the source can: its bytes are replayed from the ingest into the
-// decompressor, and only the rest is fetched.
+// unpack streams one layer from the source, through the content store's
+// ingest (which keeps a partial download for a later resume), its
+// decompressor and tar-split into the applier, which writes dir/fs.
+// The compressed digest is checked at the end of the stream and the
+// diffID once the tar is applied; then the ingest is dropped: the layer is
+// kept unpacked, with dir's tar-split record to rebuild it. A partial
+// download is resumed through from when the source can: its bytes are
+// replayed from the ingest, and only the rest is fetched. A blob the
+// content store holds (loaded from an archive by an earlier berth) is
+// read from there.
 func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l v1.Descriptor, diffID digest.Digest, dir string) error {
 	w, err := s.writer(ctx, l)
 	stored := errdefs.IsAlreadyExists(err)
@@ -292,10 +294,7 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		return err
 	}
 	var src io.Reader
-	switch {
-	case stored:
-		// A blob stored already (an image whose snapshot was removed, or an
-		// earlier import cut short after the blob's commit) is read locally.
+	if stored {
 		body, err := s.localBlob(ctx, l.Digest)
 		if err != nil {
 			return fmt.Errorf("layer %s: %w", l.Digest, err)
@@ -303,7 +302,7 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		defer body.Close()
 		src = body
 		s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
-	default:
+	} else {
 		defer w.Close()
 		have := w.Status().Offset
 		var body io.ReadCloser
@@ -331,24 +330,18 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		}
 		defer body.Close()
 	}
-	if dir == "" { // the blob only
-		if stored {
-			return nil
-		}
-		if _, err := io.Copy(io.Discard, src); err != nil {
-			return fmt.Errorf("layer %s: %w", l.Digest, err)
-		}
-		if err := w.Commit(ctx, l.Size, l.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
-			return err
-		}
-		s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobDone})
-		return nil
-	}
 	dec, err := decompress(l.MediaType, src)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
-	got, _, err := snapshot.Apply(ctx, dir, dec, snapshot.ApplyOptions{AllowDevices: os.Geteuid() == 0})
+	rec, err := recordSplit(dec, filepath.Join(dir, tarSplitFile))
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	got, _, err := snapshot.Apply(ctx, filepath.Join(dir, "fs"), rec.r, snapshot.ApplyOptions{AllowDevices: os.Geteuid() == 0})
+	if err == nil {
+		err = rec.finish()
+	}
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
@@ -356,11 +349,18 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 	if _, err := io.Copy(io.Discard, src); err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
+	if !stored {
+		if n, d := w.Status().Offset, w.Digest(); n != l.Size || d != l.Digest {
+			w.Truncate(0) // never resume bad data
+			return fmt.Errorf("layer %s: got %d bytes with digest %s, the manifest says %d bytes: %w", l.Digest, n, d, l.Size, errdefs.ErrInvalidArgument)
+		}
+	}
 	if got != diffID {
 		return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", l.Digest, got, diffID, errdefs.ErrFailedPrecond)
 	}
 	if !stored {
-		if err := w.Commit(ctx, l.Size, l.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+		w.Close()
+		if err := s.Content.Abort(ctx, l.Digest.String()); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 	}
@@ -368,10 +368,6 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 	return nil
 }
 
-// writer opens the ingest of blob l. While another process (or pull)
-// downloads the same blob, it waits for that one to commit it (then the
-// blob is there: ErrAlreadyExists) or to give up (then this one resumes
-// what it left).
 func (s *Service) writer(ctx context.Context, l v1.Descriptor) (content.Writer, error) {
 	wait := 20 * time.Millisecond
 	for {

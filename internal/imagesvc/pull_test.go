@@ -90,11 +90,25 @@ func TestPull(t *testing.T) {
 	if img.Name != ref || img.SnapshotKey == "" || img.Config == "" {
 		t.Fatalf("image record %+v", img)
 	}
-	// The manifest, config and every layer are in the content store.
+	// The manifest and config are in the content store; layers are kept
+	// unpacked, each with its tar-split record, and no download is left.
 	n := 0
 	s.Content.Walk(ctx, func(content.Info) error { n++; return nil })
-	if n != 5 {
-		t.Errorf("%d blobs stored, want 5 (manifest, config, 3 layers)", n)
+	if n != 2 {
+		t.Errorf("%d blobs stored, want 2 (manifest, config)", n)
+	}
+	for key := img.SnapshotKey; key != ""; {
+		sn, err := s.Meta.GetSnapshot(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key), tarSplitFile)); err != nil || sn.Labels[labelLayer] == "" {
+			t.Errorf("layer %s: tar-split record %v, labels %v", key, err, sn.Labels)
+		}
+		if _, err := s.Content.Status(ctx, sn.Labels[labelLayer]); !errdefs.IsNotFound(err) {
+			t.Errorf("layer %s: its download is still there: %v", key, err)
+		}
+		key = sn.Parent
 	}
 	// The chain is mountable and holds the layers' files.
 	ms, err := s.Snapshots.View(ctx, "check", img.SnapshotKey)

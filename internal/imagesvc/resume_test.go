@@ -24,6 +24,7 @@ func TestPullResume(t *testing.T) {
 			var mu sync.Mutex
 			var cut string // the blob path whose first GET breaks
 			served := map[string]int{}
+			sizes := map[string]int{}
 			var ranges []string
 			ref := pushRandom(t, func(h http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +42,7 @@ func TestPullResume(t *testing.T) {
 					if first {
 						cut = r.URL.Path
 					}
+					sizes[r.URL.Path] = len(body)
 					rg := r.Header.Get("Range")
 					if rg != "" {
 						ranges = append(ranges, rg)
@@ -94,11 +96,10 @@ func TestPullResume(t *testing.T) {
 			ra.Close()
 			if honour {
 				mu.Lock()
-				total := served[cut]
+				total, size := served[cut], sizes[cut]
 				mu.Unlock()
-				info, _ := s.Content.Info(ctx, digestOfPath(cut))
-				if int64(total) > info.Size+info.Size/10 {
-					t.Errorf("served %d bytes of a %d-byte blob over two pulls: the rest was fetched again", total, info.Size)
+				if total > size+size/10 {
+					t.Errorf("served %d bytes of a %d-byte blob over two pulls: the rest was fetched again", total, size)
 				}
 			}
 		})

@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
@@ -25,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // Transports, with skopeo's names and syntax.
@@ -99,8 +103,10 @@ type source struct {
 	done func()
 }
 
-// open reads the image at loc; platform chooses from an index (nil: the host's).
-func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform) (*source, error) {
+// open reads the image at loc; platform chooses from an index (nil: the
+// host's). reuse, for a local image, names the layers whose original blob
+// the destination holds already (see localImage).
+func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform, reuse func(v1.Descriptor) bool) (*source, error) {
 	switch loc.Transport {
 	case Docker:
 		r, img, err := s.remoteImage(ctx, loc.Name, platform)
@@ -113,11 +119,12 @@ func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform
 		if err != nil {
 			return nil, err
 		}
-		img, err := s.localImage(ctx, rec)
+		img, done, err := s.localImage(ctx, rec, reuse)
 		if err != nil {
+			done()
 			return nil, err
 		}
-		return &source{img: img, name: rec.Name, done: func() {}}, nil
+		return &source{img: img, name: rec.Name, done: done}, nil
 	case OCI:
 		img, name, err := fromLayout(loc.Path, loc.Name, platform)
 		if err != nil {
@@ -395,24 +402,92 @@ func toLayout(ctx context.Context, dir, tag string, img gv1.Image) error {
 	return nil
 }
 
-// localImage is a stored image as a go-containerregistry image.
-func (s *Service) localImage(ctx context.Context, rec metadata.Image) (gv1.Image, error) {
-	rc, err := s.localBlob(ctx, rec.Target.Digest)
+// localImage is a stored image as a go-containerregistry image. A layer
+// whose blob is not stored (the usual case: layers are kept unpacked) is
+// rebuilt from its snapshot and compressed again into scratch space,
+// unless reuse says the destination holds the original blob already; a
+// rebuilt layer gives a new manifest (the config, and so the image ID,
+// stay). done removes the scratch files.
+func (s *Service) localImage(ctx context.Context, rec metadata.Image, reuse func(v1.Descriptor) bool) (img gv1.Image, done func(), err error) {
+	done = func() {}
+	man, err := s.manifest(ctx, rec)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: manifest: %w", rec.Name, err)
+		return nil, done, fmt.Errorf("image %s: %w", rec.Name, err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(rc, maxManifestBlob+1))
-	rc.Close()
+	raw, err := s.rawBlob(ctx, rec.Target.Digest, maxManifestBlob)
 	if err != nil {
-		return nil, err
+		return nil, done, err
 	}
-	return newBlobImage(ctx, raw, types.MediaType(rec.Target.MediaType), func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+	cfg, err := s.config(ctx, rec)
+	if err != nil {
+		return nil, done, err
+	}
+	if len(cfg.RootFS.DiffIDs) != len(man.Layers) {
+		return nil, done, fmt.Errorf("image %s: %d layers, %d diffIDs: %w", rec.Name, len(man.Layers), len(cfg.RootFS.DiffIDs), errdefs.ErrFailedPrecond)
+	}
+	chain := chainIDs(cfg.RootFS.DiffIDs)
+	var mu sync.Mutex
+	files := map[digest.Digest]string{}
+	var scratch string
+	done = func() {
+		if scratch != "" {
+			os.RemoveAll(scratch)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	layerType := v1.MediaTypeImageLayerGzip
+	if rec.Target.MediaType == string(types.DockerManifestSchema2) {
+		layerType = dockerLayer
+	}
+	for i, l := range man.Layers {
+		if _, err := s.Content.Info(ctx, l.Digest); err == nil || reuse != nil && reuse(l) {
+			continue
+		}
+		if scratch == "" {
+			if scratch, err = s.tempDir(); err != nil {
+				return nil, done, err
+			}
+		}
+		g.Go(func() error {
+			path := filepath.Join(scratch, strconv.Itoa(i))
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			d, n, err := rebuildLayer(gctx, s.Snapshots.Dir(chain[i].String()), cfg.RootFS.DiffIDs[i], f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("image %s: %w", rec.Name, err)
+			}
+			mu.Lock()
+			files[d] = path
+			man.Layers[i] = v1.Descriptor{MediaType: layerType, Digest: d, Size: n}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, done, err
+	}
+	if len(files) > 0 {
+		if raw, err = json.Marshal(man); err != nil {
+			return nil, done, err
+		}
+	}
+	img, err = newBlobImage(ctx, raw, types.MediaType(rec.Target.MediaType), func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+		if path, ok := files[digest.Digest(d.Digest.String())]; ok {
+			return os.Open(path)
+		}
 		rc, err := s.localBlob(ctx, digest.Digest(d.Digest.String()))
 		if errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("image %s: blob %s is not stored (`berth system check`): %w", rec.Name, d.Digest, err)
 		}
 		return rc, err
 	})
+	return img, done, err
 }
 
 // CopyOptions control Copy.
@@ -427,7 +502,22 @@ type CopyOptions struct {
 // destination's name for it. Writing into the local store is Import;
 // a push goes to the registry itself, never a mirror.
 func (s *Service) Copy(ctx context.Context, src, dst Location, opts CopyOptions) (string, error) {
-	in, err := s.open(ctx, src, gPlatform(opts.Platform))
+	var reuse func(v1.Descriptor) bool
+	if dst.Transport == Docker {
+		reuse = func(l v1.Descriptor) bool {
+			h, err := gv1.NewHash(l.Digest.String())
+			if err != nil {
+				return false
+			}
+			ok, err := s.Registry.HasBlob(ctx, dst.Name, h)
+			return err == nil && ok
+		}
+	}
+	if src.Transport == Local && dst.Transport == Local {
+		rec, err := s.Tag(ctx, src.Name, dst.Name)
+		return rec.Name, err
+	}
+	in, err := s.open(ctx, src, gPlatform(opts.Platform), reuse)
 	if err != nil {
 		return "", err
 	}

@@ -51,15 +51,7 @@ func (c *Client) Push(ctx context.Context, ref string, img v1.Image, jobs int, p
 	if err != nil {
 		return t, err
 	}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(Keychain(nil)),
-		remote.WithUserAgent(c.userAgent),
-		remote.WithJobs(max(jobs, 1)),
-	}
-	if c.transport != nil {
-		opts = append(opts, remote.WithTransport(c.transport))
-	}
+	opts := append(c.remoteOptions(ctx), remote.WithJobs(max(jobs, 1)))
 	if progress != nil {
 		opts = append(opts, remote.WithProgress(progress))
 	}
@@ -67,6 +59,40 @@ func (c *Client) Push(ctx context.Context, ref string, img v1.Image, jobs int, p
 		return t, pushError(t, err)
 	}
 	return t, nil
+}
+
+func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(Keychain(nil)),
+		remote.WithUserAgent(c.userAgent),
+	}
+	if c.transport != nil {
+		opts = append(opts, remote.WithTransport(c.transport))
+	}
+	return opts
+}
+
+// HasBlob reports whether the repository ref would be pushed to holds the
+// blob d already.
+func (c *Client) HasBlob(ctx context.Context, ref string, d v1.Hash) (bool, error) {
+	t, err := c.PushTarget(ref)
+	if err != nil {
+		return false, err
+	}
+	l, err := remote.Layer(t.Context().Digest(d.String()), c.remoteOptions(ctx)...)
+	if err != nil {
+		return false, pushError(t, err)
+	}
+	e, ok := l.(interface{ Exists() (bool, error) })
+	if !ok {
+		return false, nil
+	}
+	found, err := e.Exists()
+	if err != nil {
+		return false, pushError(t, err)
+	}
+	return found, nil
 }
 
 // pushError classes go-containerregistry's errors as the fetcher's are.

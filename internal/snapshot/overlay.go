@@ -235,9 +235,10 @@ func (o *Overlay) Commit(ctx context.Context, name, key string, diffID, chainID 
 	return o.db.DeleteSnapshot(ctx, key)
 }
 
-// Staging returns a new empty directory on the snapshots' file system to
-// unpack a layer into before its parent is committed (layers of one pull
-// unpack in parallel); Adopt turns it into a snapshot. owner names what
+// Staging returns a new directory D on the snapshots' file system, with an
+// empty D/fs to unpack a layer into before its parent is committed (layers
+// of one pull unpack in parallel); other files the caller puts in D stay
+// with the snapshot. Adopt turns D into a snapshot. owner names what
 // protects it (the pull's lease): Sweep removes staging directories whose
 // owner it is not told is live.
 func (o *Overlay) Staging(owner string) (string, error) {
@@ -249,14 +250,22 @@ func (o *Overlay) Staging(owner string) (string, error) {
 		return "", err
 	}
 	defer lock.Unlock()
-	return os.MkdirTemp(filepath.Join(o.root, "staging"), owner+".")
+	d, err := os.MkdirTemp(filepath.Join(o.root, "staging"), owner+".")
+	if err != nil {
+		return "", err
+	}
+	return d, os.Mkdir(filepath.Join(d, "fs"), 0o755)
 }
 
-// Adopt commits the unpacked layer in staging (from Staging) as the
-// snapshot name on top of the committed parent.
-func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffID, chainID digest.Digest) (retErr error) {
+// Dir is snapshot key's directory: fs/ holds its files, work/ is
+// overlay's; anything else was put there by the caller through Staging.
+func (o *Overlay) Dir(key string) string { return o.dir(key) }
+
+// Adopt commits the layer unpacked in staging (from Staging) as the
+// snapshot name on top of the committed parent, with labels.
+func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffID, chainID digest.Digest, labels map[string]string) (retErr error) {
 	// Sized before the lock is taken: a walk of a large layer is slow.
-	size, err := dirSize(staging)
+	size, err := dirSize(filepath.Join(staging, "fs"))
 	if err != nil {
 		return err
 	}
@@ -274,14 +283,16 @@ func (o *Overlay) Adopt(ctx context.Context, name, parent, staging string, diffI
 			os.RemoveAll(d)
 		}
 	}()
+	// The claimed directory is empty, and rename(2) replaces an empty
+	// directory (os.Rename refuses to).
+	if err := unix.Rename(staging, d); err != nil {
+		return fmt.Errorf("adopt %s: %w", name, err)
+	}
 	if err := os.Mkdir(filepath.Join(d, "work"), 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(staging, filepath.Join(d, "fs")); err != nil {
-		return err
-	}
 	_, err = o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: name, Parent: parent, Kind: metadata.KindCommitted,
-		DiffID: diffID, ChainID: chainID, Size: size})
+		DiffID: diffID, ChainID: chainID, Size: size, Labels: labels})
 	return err
 }
 

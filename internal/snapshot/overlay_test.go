@@ -149,15 +149,23 @@ func TestCrashLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(staged, "f"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(staged, "fs", "f"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(staged, "meta"), []byte("kept"), 0o644)
 	d := digest.FromString("layer")
-	if err := o.Adopt(ctx, "layer", "", staged, d, d); err != nil {
+	if err := o.Adopt(ctx, "layer", "", staged, d, d, map[string]string{"k": "v"}); err != nil {
 		t.Fatalf("adopt over a leftover directory: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(o.Dir("layer"), "meta")); string(b) != "kept" {
+		t.Error("a file staged next to fs/ is not with the snapshot")
+	}
+	if sn, err := db.GetSnapshot(ctx, "layer"); err != nil || sn.Labels["k"] != "v" {
+		t.Errorf("labels: %+v %v", sn, err)
 	}
 	if _, err := os.Stat(filepath.Join(o.UpperDir("layer"), "junk")); err == nil {
 		t.Error("the leftover's files are in the new snapshot")
 	}
-	if err := o.Adopt(ctx, "layer", "", t.TempDir(), d, d); !errdefs.IsAlreadyExists(err) {
+	again, _ := o.Staging("pull1")
+	if err := o.Adopt(ctx, "layer", "", again, d, d, nil); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("adopt of a recorded snapshot: %v", err)
 	}
 	live, err := o.Staging("pull2")
