@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/berthdev/berth/internal/content"
 	"github.com/berthdev/berth/internal/imagesvc"
@@ -27,6 +28,11 @@ type globals struct {
 var g globals
 
 func main() {
+	// A pull's garbage is short-lived buffers: collecting less often costs
+	// a few MB of memory and saves a tenth of its CPU.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	root := &cobra.Command{
 		Use:           "berth",
 		Short:         "Run and manage OCI containers and images, without a daemon",

@@ -188,8 +188,8 @@ func (s *Service) imageDamage(ctx context.Context, img metadata.Image, blobs map
 		if blobs[d] {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key.String()), tarSplitFile)); err != nil {
-			return "layer " + d.String() + ": neither its blob nor its tar-split record is stored"
+		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key.String()), layerRecordFile)); err != nil {
+			return "layer " + d.String() + ": neither its blob nor its layer record is stored"
 		}
 	}
 	if img.SnapshotKey != "" {

@@ -53,7 +53,7 @@ const (
 // Pull fetches ref for platform (nil: the host's) from its registry (or a
 // mirror) and records it under its canonical name.
 func (s *Service) Pull(ctx context.Context, ref string, platform *v1.Platform) (metadata.Image, error) {
-	r, img, err := s.remoteImage(ctx, ref, gPlatform(platform))
+	r, img, err := s.remoteImage(ctx, ref, gPlatform(platform), true)
 	if err != nil {
 		return metadata.Image{}, err
 	}
@@ -73,8 +73,9 @@ type rangeOpener func(ctx context.Context, l v1.Descriptor, offset int64) (io.Re
 
 // remoteImage resolves ref through registries.conf and returns the image
 // chosen for platform (nil: the host's), whose blobs stream from the
-// endpoint that answered, digest-checked.
-func (s *Service) remoteImage(ctx context.Context, ref string, platform *gv1.Platform) (*registry.Resolved, gv1.Image, error) {
+// endpoint that answered, digest-checked unless sizeOnly: an import checks
+// every digest itself, and hashing the stream twice costs a pull time.
+func (s *Service) remoteImage(ctx context.Context, ref string, platform *gv1.Platform, sizeOnly bool) (*registry.Resolved, gv1.Image, error) {
 	r, err := s.Registry.Resolve(ctx, ref, platform)
 	if err != nil {
 		return nil, nil, err
@@ -84,6 +85,9 @@ func (s *Service) remoteImage(ctx context.Context, ref string, platform *gv1.Pla
 		return nil, nil, err
 	}
 	img, err := newBlobImage(ctx, raw, gdesc.MediaType, func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+		if sizeOnly {
+			return s.Registry.BlobFrom(ctx, r, d, 0)
+		}
 		return s.Registry.Blob(ctx, r, d)
 	})
 	if err != nil {
@@ -279,10 +283,10 @@ func chainIDs(diffIDs []digest.Digest) []digest.Digest {
 
 // unpack streams one layer from the source, through the content store's
 // ingest (which keeps a partial download for a later resume), its
-// decompressor and tar-split into the applier, which writes dir/fs.
+// decompressor into the applier (which keeps the layer record), which writes dir/fs.
 // The compressed digest is checked at the end of the stream and the
 // diffID once the tar is applied; then the ingest is dropped: the layer is
-// kept unpacked, with dir's tar-split record to rebuild it. A partial
+// kept unpacked, with its record to rebuild it. A partial
 // download is resumed through from when the source can: its bytes are
 // replayed from the ingest, and only the rest is fetched. A blob the
 // content store holds (loaded from an archive by an earlier berth) is
@@ -334,13 +338,13 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
-	rec, err := recordSplit(dec, filepath.Join(dir, tarSplitFile))
+	rec, err := createRecord(filepath.Join(dir, layerRecordFile))
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
-	got, _, err := snapshot.Apply(ctx, filepath.Join(dir, "fs"), rec.r, snapshot.ApplyOptions{AllowDevices: os.Geteuid() == 0})
-	if err == nil {
-		err = rec.finish()
+	got, _, err := snapshot.Apply(ctx, filepath.Join(dir, "fs"), dec, snapshot.ApplyOptions{AllowDevices: os.Geteuid() == 0, Record: rec})
+	if cerr := rec.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)

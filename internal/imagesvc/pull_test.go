@@ -91,7 +91,7 @@ func TestPull(t *testing.T) {
 		t.Fatalf("image record %+v", img)
 	}
 	// The manifest and config are in the content store; layers are kept
-	// unpacked, each with its tar-split record, and no download is left.
+	// unpacked, each with its layer record, and no download is left.
 	n := 0
 	s.Content.Walk(ctx, func(content.Info) error { n++; return nil })
 	if n != 2 {
@@ -102,8 +102,8 @@ func TestPull(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key), tarSplitFile)); err != nil || sn.Labels[labelLayer] == "" {
-			t.Errorf("layer %s: tar-split record %v, labels %v", key, err, sn.Labels)
+		if _, err := os.Stat(filepath.Join(s.Snapshots.Dir(key), layerRecordFile)); err != nil || sn.Labels[labelLayer] == "" {
+			t.Errorf("layer %s: layer record %v, labels %v", key, err, sn.Labels)
 		}
 		if _, err := s.Content.Status(ctx, sn.Labels[labelLayer]); !errdefs.IsNotFound(err) {
 			t.Errorf("layer %s: its download is still there: %v", key, err)

@@ -46,7 +46,7 @@ type Remote struct {
 // InspectRemote reads ref's manifest (for platform, nil: the host's) and
 // config from its registry, and its repository's tags when tags is set.
 func (s *Service) InspectRemote(ctx context.Context, ref string, platform *v1.Platform, tags bool) (*Remote, error) {
-	r, img, err := s.remoteImage(ctx, ref, gPlatform(platform))
+	r, img, err := s.remoteImage(ctx, ref, gPlatform(platform), false)
 	if err != nil {
 		return nil, err
 	}

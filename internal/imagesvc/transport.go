@@ -109,7 +109,7 @@ type source struct {
 func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform, reuse func(v1.Descriptor) bool) (*source, error) {
 	switch loc.Transport {
 	case Docker:
-		r, img, err := s.remoteImage(ctx, loc.Name, platform)
+		r, img, err := s.remoteImage(ctx, loc.Name, platform, false)
 		if err != nil {
 			return nil, err
 		}

@@ -27,6 +27,9 @@ type ApplyOptions struct {
 	MaxSize int64
 	// MaxEntries caps the number of entries; 0 means DefaultMaxEntries.
 	MaxEntries int
+	// Record, if set, receives the layer record: with the files written,
+	// what Rebuild needs to give back the same tar stream.
+	Record io.Writer
 	// AllowDevices lets character and block device nodes be created
 	// (whiteouts are always allowed); otherwise a layer with one is refused.
 	AllowDevices bool
@@ -65,7 +68,12 @@ func Apply(ctx context.Context, dir string, r io.Reader, o ApplyOptions) (digest
 	a := &applier{root: rootFd, opts: o, parents: map[string]int{}}
 	defer a.close()
 	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(r, h))
+	var src io.Reader = io.TeeReader(r, h)
+	if o.Record != nil {
+		a.rec = newRecorder(src, o.Record)
+		src = a.rec
+	}
+	tr := tar.NewReader(src)
 	for n := 0; ; n++ {
 		if n%1024 == 0 && ctx.Err() != nil {
 			return "", 0, ctx.Err()
@@ -84,9 +92,15 @@ func Apply(ctx context.Context, dir string, r io.Reader, o ApplyOptions) (digest
 			return "", 0, err
 		}
 	}
-	// The digest covers the stream to its end, padding included.
-	if _, err := io.Copy(io.Discard, io.TeeReader(r, h)); err != nil {
+	// The digest (and the record) cover the stream to its end, padding
+	// included.
+	if _, err := io.Copy(io.Discard, src); err != nil {
 		return "", 0, fmt.Errorf("layer: %w", err)
+	}
+	if a.rec != nil {
+		if err := a.rec.close(); err != nil {
+			return "", 0, fmt.Errorf("layer record: %w", err)
+		}
 	}
 	if err := a.finishDirs(); err != nil {
 		return "", 0, err
@@ -95,6 +109,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, o ApplyOptions) (digest
 }
 
 type applier struct {
+	rec     *recorder // nil: no record kept
 	root    int
 	opts    ApplyOptions
 	written int64
@@ -212,6 +227,10 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}
 		f := os.NewFile(uintptr(fd), name)
+		recorded := a.rec != nil && !sparse(hdr)
+		if recorded {
+			a.rec.startFile()
+		}
 		n, err := io.Copy(f, io.LimitReader(tr, hdr.Size))
 		cerr := f.Close()
 		a.written += n
@@ -220,6 +239,9 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		if err == nil {
 			err = cerr
+		}
+		if err == nil && recorded {
+			err = a.rec.endFile(name, n)
 		}
 		if err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)

@@ -10,67 +10,55 @@ import (
 	"path/filepath"
 
 	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/snapshot"
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/tar/asm"
-	"github.com/vbatts/tar-split/tar/storage"
 )
 
 // Layers are kept unpacked only, as podman keeps them: the compressed blob
-// is verified while it streams, then dropped. What is needed to rebuild
-// the layer's tar bit for bit (headers, padding, file order; not the file
-// contents, which are in the snapshot) is recorded next to the snapshot
-// with tar-split, so push and save rebuild the same diffID, and compress
-// it again. The original compressed digest is kept in the snapshot's
-// labels, so a push to a registry that has the blob sends nothing.
+// is verified while it streams, then dropped. The layer record (see
+// snapshot.Apply: every byte of the tar but file contents) is kept next to
+// the snapshot, so push and save rebuild the same tar, and so the same
+// diffID, and compress it again. The original compressed digest is kept in
+// the snapshot's labels, so a push to a registry that has the blob sends
+// nothing.
 const (
-	tarSplitFile    = "tar-split.json.gz"
+	layerRecordFile = "layer-record.gz"
 	labelLayer      = "berth.layer.digest"
 	labelLayerSize  = "berth.layer.size"
 	labelLayerMedia = "berth.layer.mediatype"
 )
 
-// splitRecorder passes a layer's tar through while recording its tar-split.
-type splitRecorder struct {
+// recordFile is where Apply writes a layer record, compressed.
+type recordFile struct {
 	f  *os.File
 	zw *gzip.Writer
-	r  io.Reader
 }
 
-func recordSplit(tarStream io.Reader, path string) (*splitRecorder, error) {
+func createRecord(path string) (*recordFile, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
 	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	r, err := asm.NewInputTarStream(tarStream, storage.NewJSONPacker(zw), storage.NewDiscardFilePutter())
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &splitRecorder{f: f, zw: zw, r: r}, nil
+	return &recordFile{f: f, zw: zw}, nil
 }
 
-// finish flushes the record once the stream was read to its end.
-func (s *splitRecorder) finish() error {
-	err := s.zw.Close()
-	if cerr := s.f.Close(); err == nil {
+func (r *recordFile) Write(p []byte) (int, error) { return r.zw.Write(p) }
+
+func (r *recordFile) Close() error {
+	err := r.zw.Close()
+	if cerr := r.f.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// rootGetter reads file contents for tar-split from a snapshot's fs/
-// through os.Root, so that no name (or symlink in the layer) reaches out.
-type rootGetter struct{ root *os.Root }
-
-func (g rootGetter) Get(name string) (io.ReadCloser, error) { return g.root.Open(name) }
-
 // rebuildLayer writes the gzip-compressed tar of the snapshot in dir (fs/
-// and its tar-split record) to out, checks it has diffID, and returns the
-// compressed digest and size.
+// and its record) to out, checks it has diffID, and returns the compressed
+// digest and size.
 func rebuildLayer(ctx context.Context, dir string, diffID digest.Digest, out io.Writer) (digest.Digest, int64, error) {
-	rec, err := os.Open(filepath.Join(dir, tarSplitFile))
+	rec, err := os.Open(filepath.Join(dir, layerRecordFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", 0, fmt.Errorf("layer %s: neither its blob nor a record to rebuild it is stored (`berth system check`): %w", diffID, errdefs.ErrNotFound)
 	}
@@ -80,20 +68,18 @@ func rebuildLayer(ctx context.Context, dir string, diffID digest.Digest, out io.
 	defer rec.Close()
 	zr, err := gzip.NewReader(rec)
 	if err != nil {
-		return "", 0, fmt.Errorf("layer %s: tar-split record: %w", diffID, err)
+		return "", 0, fmt.Errorf("layer %s: record: %v: %w", diffID, err, errdefs.ErrInvalidArgument)
 	}
 	root, err := os.OpenRoot(filepath.Join(dir, "fs"))
 	if err != nil {
 		return "", 0, err
 	}
 	defer root.Close()
-	tarStream := asm.NewOutputTarStream(rootGetter{root}, storage.NewJSONUnpacker(zr))
-	defer tarStream.Close()
 	uh, ch := sha256.New(), sha256.New()
 	cw := &countWriter{w: io.MultiWriter(out, ch)}
 	zw, _ := gzip.NewWriterLevel(cw, gzip.DefaultCompression)
-	if _, err := io.Copy(zw, io.TeeReader(ctxReader{ctx, tarStream}, uh)); err != nil {
-		return "", 0, fmt.Errorf("layer %s: rebuilding its tar: %w", diffID, err)
+	if err := snapshot.Rebuild(root, ctxReader{ctx, zr}, io.MultiWriter(zw, uh)); err != nil {
+		return "", 0, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	if err := zw.Close(); err != nil {
 		return "", 0, err
