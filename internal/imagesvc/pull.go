@@ -4,6 +4,7 @@
 package imagesvc
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -334,6 +335,9 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 		}
 		defer body.Close()
 	}
+	// Read the stream in large pieces: the decompressor asks for a few KiB
+	// at a time, and each read of the tee is a write into the ingest.
+	src = bufio.NewReaderSize(src, 1<<20)
 	dec, err := decompress(l.MediaType, src)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)

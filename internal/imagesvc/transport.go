@@ -2,7 +2,9 @@ package imagesvc
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,11 +107,13 @@ type source struct {
 
 // open reads the image at loc; platform chooses from an index (nil: the
 // host's). reuse, for a local image, names the layers whose original blob
-// the destination holds already (see localImage).
-func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform, reuse func(v1.Descriptor) bool) (*source, error) {
+// the destination holds already (see localImage). verified asks a registry
+// source to check digests as blobs stream; a destination that checks them
+// itself (the local store, an OCI layout, a registry) does not need it.
+func (s *Service) open(ctx context.Context, loc Location, platform *gv1.Platform, reuse func(v1.Descriptor) bool, verified bool) (*source, error) {
 	switch loc.Transport {
 	case Docker:
-		r, img, err := s.remoteImage(ctx, loc.Name, platform, false)
+		r, img, err := s.remoteImage(ctx, loc.Name, platform, !verified)
 		if err != nil {
 			return nil, err
 		}
@@ -395,11 +399,73 @@ func toLayout(ctx context.Context, dir, tag string, img gv1.Image) error {
 	if tag == "" {
 		tag = "latest"
 	}
+	if err := writeLayoutBlobs(ctx, dir, img); err != nil {
+		return fmt.Errorf("oci:%s: %w", dir, err)
+	}
 	ann := layout.WithAnnotations(map[string]string{refNameAnnotation: tag})
 	if err := p.ReplaceImage(img, match.Annotation(refNameAnnotation, tag), ann); err != nil {
 		return fmt.Errorf("oci:%s:%s: %w", dir, tag, err)
 	}
 	return nil
+}
+
+var copyBuffers = sync.Pool{New: func() any { return new([1 << 20]byte) }}
+
+// writeLayoutBlobs writes img's config and layers into the layout at dir,
+// in parallel, each to a temporary file renamed into place only once its
+// digest and size are checked: go-containerregistry's layout writer
+// writes straight to the final name, unchecked, and takes a blob of the
+// right size as present, so an interrupted or corrupt copy would stay.
+func writeLayoutBlobs(ctx context.Context, dir string, img gv1.Image) error {
+	man, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, d := range append([]gv1.Descriptor{man.Config}, man.Layers...) {
+		g.Go(func() error {
+			blobDir := filepath.Join(dir, "blobs", d.Digest.Algorithm)
+			final := filepath.Join(blobDir, d.Digest.Hex)
+			if fi, err := os.Stat(final); err == nil && fi.Size() == d.Size {
+				return nil
+			}
+			if err := os.MkdirAll(blobDir, 0o755); err != nil {
+				return err
+			}
+			var rc io.ReadCloser
+			if d.Digest == man.Config.Digest {
+				raw, err := img.RawConfigFile()
+				if err != nil {
+					return err
+				}
+				rc = io.NopCloser(bytes.NewReader(raw))
+			} else if rc, err = openLayer(img, digest.Digest(d.Digest.String())); err != nil {
+				return err
+			}
+			defer rc.Close()
+			tmp, err := os.CreateTemp(blobDir, "."+d.Digest.Hex+".tmp-")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			h := sha256.New()
+			buf := copyBuffers.Get().(*[1 << 20]byte)
+			n, err := io.CopyBuffer(io.MultiWriter(tmp, h), ctxReader{gctx, rc}, buf[:])
+			copyBuffers.Put(buf)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("blob %s: %w", d.Digest, err)
+			}
+			if got := digest.NewDigest(digest.SHA256, h); n != d.Size || got.String() != d.Digest.String() {
+				return fmt.Errorf("blob %s: got %d bytes with digest %s, want %d: %w", d.Digest, n, got, d.Size, errdefs.ErrInvalidArgument)
+			}
+			return os.Rename(tmp.Name(), final)
+		})
+	}
+	return g.Wait()
 }
 
 // localImage is a stored image as a go-containerregistry image. A layer
@@ -517,7 +583,7 @@ func (s *Service) Copy(ctx context.Context, src, dst Location, opts CopyOptions)
 		rec, err := s.Tag(ctx, src.Name, dst.Name)
 		return rec.Name, err
 	}
-	in, err := s.open(ctx, src, gPlatform(opts.Platform), reuse)
+	in, err := s.open(ctx, src, gPlatform(opts.Platform), reuse, dst.Transport == DockerArchive)
 	if err != nil {
 		return "", err
 	}
