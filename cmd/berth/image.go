@@ -250,7 +250,7 @@ func pruneImagesCmd() *cobra.Command {
 }
 
 func copyCmd() *cobra.Command {
-	var quiet bool
+	var quiet, all bool
 	var platform string
 	cmd := &cobra.Command{
 		Use:   "copy [flags] SOURCE DESTINATION",
@@ -261,11 +261,12 @@ func copyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return copyImage(cmd.Context(), args[0], args[1], imagesvc.CopyOptions{Platform: p}, quiet)
+			return copyImage(cmd.Context(), args[0], args[1], imagesvc.CopyOptions{Platform: p, All: all}, quiet)
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing but errors")
 	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] to choose from an index (default: the host's)")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "copy every platform of an index (to docker:// or an OCI layout)")
 	return cmd
 }
 

@@ -252,6 +252,21 @@ func TestRealRegistry(t *testing.T) {
 		ri.Architecture != "amd64" || len(ri.RepoTags) != 2 || len(ri.Layers) != 2 {
 		t.Errorf("remote inspect: %+v %v", ri, err)
 	}
+	// Every platform of the index: to another repository (the same index)
+	// and to an OCI layout (an OCI index of both, read by skopeo).
+	c.must("image", "copy", "-q", "--all", "docker://"+repo+":multi", "docker://"+repo+"-copy:multi")
+	if a, b := c.must("image", "inspect", "--raw", "docker://"+repo+":multi"), c.must("image", "inspect", "--raw", "docker://"+repo+"-copy:multi"); a != b {
+		t.Errorf("copy --all between registries changed the index:\n%s\n%s", a, b)
+	}
+	allDir := filepath.Join(t.TempDir(), "all")
+	c.must("image", "copy", "-q", "--all", "docker://"+repo+":multi", "oci:"+allDir+":multi")
+	if _, err := exec.LookPath("skopeo"); err == nil {
+		out := mustRun(t, "skopeo", "inspect", "--raw", "oci:"+allDir+":multi")
+		if strings.Count(out, `"platform"`) != 2 || !strings.Contains(out, "arm64") {
+			t.Errorf("skopeo reads berth's copied index as %s", out)
+		}
+		mustRun(t, "skopeo", "inspect", "--override-arch", "arm64", "oci:"+allDir+":multi")
+	}
 	if tags := strings.Fields(c.must("image", "tags", repo)); len(tags) != 2 || !slices.Contains(tags, "1") || !slices.Contains(tags, "multi") {
 		t.Errorf("tags: %q", tags)
 	}

@@ -148,3 +148,60 @@ func asOCI(ctx context.Context, img gv1.Image) (gv1.Image, error) {
 		return l.Compressed()
 	})
 }
+
+// manifestFetcher fetches a child manifest or index of an index.
+type manifestFetcher func(ctx context.Context, d gv1.Descriptor) ([]byte, gv1.Descriptor, error)
+
+// blobIndex is an index as a go-containerregistry ImageIndex, its
+// children fetched through manifest and their blobs through open (the
+// registry client's, for `copy --all`).
+type blobIndex struct {
+	ctx      context.Context
+	raw      []byte
+	mt       types.MediaType
+	im       *gv1.IndexManifest
+	manifest manifestFetcher
+	open     blobOpener
+}
+
+func newBlobIndex(ctx context.Context, raw []byte, mt types.MediaType, manifest manifestFetcher, open blobOpener) (gv1.ImageIndex, error) {
+	im, err := gv1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("index: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return &blobIndex{ctx: ctx, raw: raw, mt: mt, im: im, manifest: manifest, open: open}, nil
+}
+
+func (b *blobIndex) MediaType() (types.MediaType, error) { return b.mt, nil }
+func (b *blobIndex) Digest() (gv1.Hash, error) {
+	h, _, err := gv1.SHA256(bytes.NewReader(b.raw))
+	return h, err
+}
+func (b *blobIndex) Size() (int64, error)                       { return int64(len(b.raw)), nil }
+func (b *blobIndex) IndexManifest() (*gv1.IndexManifest, error) { return b.im.DeepCopy(), nil }
+func (b *blobIndex) RawManifest() ([]byte, error)               { return b.raw, nil }
+
+func (b *blobIndex) child(h gv1.Hash) ([]byte, gv1.Descriptor, error) {
+	for _, d := range b.im.Manifests {
+		if d.Digest == h {
+			return b.manifest(b.ctx, d)
+		}
+	}
+	return nil, gv1.Descriptor{}, fmt.Errorf("manifest %s: not in the index: %w", h, errdefs.ErrNotFound)
+}
+
+func (b *blobIndex) Image(h gv1.Hash) (gv1.Image, error) {
+	raw, d, err := b.child(h)
+	if err != nil {
+		return nil, err
+	}
+	return newBlobImage(b.ctx, raw, d.MediaType, b.open)
+}
+
+func (b *blobIndex) ImageIndex(h gv1.Hash) (gv1.ImageIndex, error) {
+	raw, d, err := b.child(h)
+	if err != nil {
+		return nil, err
+	}
+	return newBlobIndex(b.ctx, raw, d.MediaType, b.manifest, b.open)
+}

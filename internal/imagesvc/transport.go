@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
@@ -562,12 +563,18 @@ type CopyOptions struct {
 	Platform *v1.Platform
 	// Jobs is how many blobs a push uploads at once (default 3).
 	Jobs int
+	// All copies every platform of an index (to a registry or an OCI
+	// layout), not only Platform's image.
+	All bool
 }
 
 // Copy reads the image at src and writes it to dst, and returns the
 // destination's name for it. Writing into the local store is Import;
 // a push goes to the registry itself, never a mirror.
 func (s *Service) Copy(ctx context.Context, src, dst Location, opts CopyOptions) (string, error) {
+	if opts.All {
+		return s.copyAll(ctx, src, dst, opts)
+	}
 	var reuse func(v1.Descriptor) bool
 	if dst.Transport == Docker {
 		reuse = func(l v1.Descriptor) bool {
@@ -689,4 +696,135 @@ func hostPlatform(p *gv1.Platform) gv1.Platform {
 		return *p
 	}
 	return registry.HostPlatform()
+}
+
+// openIndex opens the index loc names, for copy --all; nil (and no error)
+// when loc names a single image.
+func (s *Service) openIndex(ctx context.Context, loc Location) (gv1.ImageIndex, func(), error) {
+	none := func() {}
+	fromLayout := func(dir string) (gv1.ImageIndex, error) {
+		p, err := layout.FromPath(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not an OCI layout: %w", loc, archiveError(err))
+		}
+		idx, err := p.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", loc, archiveError(err))
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", loc, archiveError(err))
+		}
+		for _, d := range im.Manifests {
+			if (loc.Name == "" && len(im.Manifests) == 1 || d.Annotations[refNameAnnotation] == loc.Name) && d.MediaType.IsIndex() {
+				return idx.ImageIndex(d.Digest)
+			}
+		}
+		return nil, nil
+	}
+	switch loc.Transport {
+	case Docker:
+		r, err := s.Registry.Resolve(ctx, loc.Name, nil)
+		if err != nil || !r.IsIndex() {
+			return nil, none, err
+		}
+		// Sizes only: a registry or a layout destination checks digests.
+		idx, err := newBlobIndex(ctx, r.Raw(), r.Descriptor.MediaType,
+			func(ctx context.Context, d gv1.Descriptor) ([]byte, gv1.Descriptor, error) {
+				return s.Registry.ManifestAt(ctx, r, d)
+			},
+			func(ctx context.Context, d gv1.Descriptor) (io.ReadCloser, error) {
+				return s.Registry.BlobFrom(ctx, r, d, 0)
+			})
+		return idx, none, err
+	case OCI:
+		idx, err := fromLayout(loc.Path)
+		return idx, none, err
+	case OCIArchive:
+		dir, err := s.tempDir()
+		if err != nil {
+			return nil, none, err
+		}
+		done := func() { os.RemoveAll(dir) }
+		if err := untarLayout(ctx, loc.Path, dir); err != nil {
+			return nil, done, err
+		}
+		idx, err := fromLayout(dir)
+		return idx, done, err
+	}
+	return nil, none, nil
+}
+
+// copyAll copies every platform of the index src names; a single image is
+// copied as Copy does.
+func (s *Service) copyAll(ctx context.Context, src, dst Location, opts CopyOptions) (string, error) {
+	idx, done, err := s.openIndex(ctx, src)
+	defer done()
+	if err != nil {
+		return "", err
+	}
+	if idx == nil {
+		opts.All = false
+		return s.Copy(ctx, src, dst, opts)
+	}
+	switch dst.Transport {
+	case Docker:
+		t, err := s.Registry.PushIndex(ctx, dst.Name, idx, max(opts.Jobs, 3))
+		return t.String(), err
+	case OCI:
+		return dst.String(), indexToLayout(ctx, dst.Path, dst.Name, idx)
+	case OCIArchive:
+		dir, err := s.tempDir()
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		if err := indexToLayout(ctx, dir, dst.Name, idx); err != nil {
+			return "", err
+		}
+		return dst.String(), tarLayout(ctx, dir, dst.Path)
+	}
+	return "", fmt.Errorf("copy --all to %s: the local store and docker archives keep one platform of an image; copy without --all (--platform chooses): %w",
+		dst, errdefs.ErrInvalidArgument)
+}
+
+// indexToLayout writes every image of idx (as OCI manifests) and a new OCI
+// index of them, tagged tag, into the layout at dir.
+func indexToLayout(ctx context.Context, dir, tag string, idx gv1.ImageIndex) error {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	var adds []mutate.IndexAddendum
+	for _, d := range im.Manifests {
+		if d.MediaType.IsIndex() {
+			return fmt.Errorf("oci:%s: an index inside the index (%s) is not copied: %w", dir, d.Digest, errdefs.ErrNotImplemented)
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return err
+		}
+		if img, err = asOCI(ctx, img); err != nil {
+			return err
+		}
+		if err := writeLayoutBlobs(ctx, dir, img); err != nil {
+			return fmt.Errorf("oci:%s: %w", dir, err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: gv1.Descriptor{Platform: d.Platform, Annotations: d.Annotations}})
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		if p, err = layout.Write(dir, empty.Index); err != nil {
+			return fmt.Errorf("oci:%s: %w", dir, err)
+		}
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	out := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	ann := layout.WithAnnotations(map[string]string{refNameAnnotation: tag})
+	if err := p.ReplaceIndex(out, match.Annotation(refNameAnnotation, tag), ann); err != nil {
+		return fmt.Errorf("oci:%s:%s: %w", dir, tag, err)
+	}
+	return nil
 }

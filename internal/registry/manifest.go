@@ -184,3 +184,20 @@ func (c *Client) Manifest(ctx context.Context, r *Resolved) ([]byte, v1.Descript
 	out.MediaType = desc.MediaType
 	return raw, out, nil
 }
+
+// ManifestAt fetches the manifest or index d that r's index names (a
+// child of Descriptor), from the endpoint that answered, verified against
+// d's digest and size.
+func (c *Client) ManifestAt(ctx context.Context, r *Resolved, d v1.Descriptor) ([]byte, v1.Descriptor, error) {
+	if d.Size > c.manifestLimit {
+		return nil, v1.Descriptor{}, tooBig("manifest "+r.Ref.Name()+"@"+d.Digest.String(), d.Size, c.manifestLimit)
+	}
+	raw, desc, err := c.fetchManifest(ctx, r.Endpoint, d.Digest.String(), allManifestTypes)
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("image %s: %w", r.Ref, err)
+	}
+	if d.Size > 0 && desc.Size != d.Size {
+		return nil, v1.Descriptor{}, fmt.Errorf("image %s: manifest %s is %d bytes, the index says %d: %w", r.Ref, desc.Digest, desc.Size, d.Size, errdefs.ErrInvalidArgument)
+	}
+	return raw, desc, nil
+}

@@ -115,3 +115,15 @@ func pushError(t name.Tag, err error) error {
 	}
 	return fmt.Errorf("push %s: %v: %w", t, err, errdefs.ErrUnavailable)
 }
+
+// PushIndex uploads a whole index (every platform's image) as ref.
+func (c *Client) PushIndex(ctx context.Context, ref string, idx v1.ImageIndex, jobs int) (name.Tag, error) {
+	t, err := c.PushTarget(ref)
+	if err != nil {
+		return t, err
+	}
+	if err := remote.WriteIndex(t, idx, append(c.remoteOptions(ctx), remote.WithJobs(max(jobs, 1)))...); err != nil {
+		return t, pushError(t, err)
+	}
+	return t, nil
+}
