@@ -76,6 +76,19 @@ func TestPullAndImages(t *testing.T) {
 	if err != nil || !strings.Contains(out, "test/app") || !strings.Contains(out, "v1") {
 		t.Fatalf("images table: %v %q", err, out)
 	}
+	// berth.toml: a known key is used, a typo is refused, with its name.
+	good, bad := filepath.Join(dir, "good.toml"), filepath.Join(dir, "bad.toml")
+	os.WriteFile(good, []byte("[images]\nparallel_downloads = 1\n"), 0o644)
+	os.WriteFile(bad, []byte("[images]\nparallel_download = 1\n"), 0o644)
+	if out, err := berth("--config", good, "rmi", ref); err != nil {
+		t.Errorf("with a valid berth.toml: %v %s", err, out)
+	}
+	if out, err := berth("--config", good, "pull", "-q", ref); err != nil {
+		t.Errorf("pull with parallel_downloads = 1: %v %s", err, out)
+	}
+	if out, err := berth("--config", bad, "images"); err == nil || !strings.Contains(out, "images.parallel_download") {
+		t.Errorf("a typo in berth.toml: %v %q", err, out)
+	}
 	// A reference that does not parse, and an image that is not there.
 	if out, err := berth("pull", "Not/Valid:ref!"); err == nil || !strings.Contains(out, "invalid reference") {
 		t.Errorf("bad reference: %v %q", err, out)

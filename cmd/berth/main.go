@@ -70,6 +70,10 @@ type store struct {
 }
 
 func openStore(ctx context.Context) (*store, error) {
+	conf, err := loadConfig()
+	if err != nil {
+		return nil, err
+	}
 	cfg, _, err := registries.Find(g.registriesConf)
 	if err != nil {
 		return nil, err
@@ -91,7 +95,8 @@ func openStore(ctx context.Context) (*store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &store{meta: db, svc: &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db}}, nil
+	return &store{meta: db, svc: &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
+		Parallel: conf.Images.ParallelDownloads}}, nil
 }
 
 func (s *store) close() { s.meta.Close() }

@@ -5,6 +5,7 @@ package imagesvc
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -154,7 +155,7 @@ func (s *Service) importImage(ctx context.Context, name string, img gv1.Image, f
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, s.Parallel, 3))
+	g.SetLimit(cmp.Or(max(s.Parallel, 0), 3))
 	for i, l := range man.Layers {
 		if _, err := s.Meta.GetSnapshot(ctx, keys[i]); err == nil {
 			s.progress(Event{Digest: l.Digest, Size: l.Size, Done: l.Size, State: BlobExists})
