@@ -31,16 +31,10 @@ func rmiCmd(use string, aliases ...string) *cobra.Command {
 		Use:     use + " [flags] IMAGE...",
 		Aliases: aliases,
 		Short:   "Remove images (their names; layers no image uses are freed)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			if len(args) == 0 && !all {
 				return fmt.Errorf("give at least one image, or --all: %w", errdefs.ErrInvalidArgument)
 			}
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			if all {
 				recs, err := s.meta.ListImages(ctx, nil)
 				if err != nil {
@@ -72,7 +66,7 @@ func rmiCmd(use string, aliases ...string) *cobra.Command {
 				fmt.Println("Deleted: " + d.String())
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove every name of an image ID, and images containers use")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all images")
@@ -84,20 +78,14 @@ func tagCmd() *cobra.Command {
 		Use:   "tag IMAGE NAME...",
 		Short: "Give a local image more names",
 		Args:  cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			for _, n := range args[1:] {
 				if _, err := s.svc.Tag(ctx, args[0], n); err != nil {
 					return err
 				}
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -108,17 +96,11 @@ func inspectImageCmd() *cobra.Command {
 		Use:   "inspect [flags] IMAGE|docker://REF...",
 		Short: "Show an image's details: a local one, or a remote one without pulling it",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			p, err := parsePlatform(platform)
 			if err != nil {
 				return err
 			}
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			var local []imagesvc.ImageInfo
 			var remote []imagesvc.RemoteInfo
 			for _, a := range args {
@@ -151,7 +133,7 @@ func inspectImageCmd() *cobra.Command {
 				}
 				local = append(local, info)
 			}
-			w := cmd.OutOrStdout()
+			w := os.Stdout
 			if format == "" || format == "json" {
 				if remote != nil && local == nil && len(remote) == 1 {
 					return printJSON(remote[0]) // skopeo prints one object
@@ -170,7 +152,7 @@ func inspectImageCmd() *cobra.Command {
 				return err
 			}
 			return output(w, format, local, nil)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&format, "format", "f", "json", "json, or a Go template ({{.Digest}})")
@@ -186,13 +168,7 @@ func tagsCmd() *cobra.Command {
 		Use:   "tags REPOSITORY",
 		Short: "List a remote repository's tags",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			tags, err := s.svc.Registry.Tags(ctx, strings.TrimPrefix(args[0], "docker://"))
 			if err != nil {
 				return err
@@ -201,7 +177,7 @@ func tagsCmd() *cobra.Command {
 				fmt.Println(t)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -211,13 +187,7 @@ func pruneImagesCmd() *cobra.Command {
 		Use:   "prune [flags]",
 		Short: "Remove images without a name (--all: every image no container uses), and free what nothing uses",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			rows, err := listImages(ctx, s.svc, nil)
 			if err != nil {
 				return err
@@ -243,7 +213,7 @@ func pruneImagesCmd() *cobra.Command {
 			}
 			fmt.Printf("Total reclaimed space: %s\n", humanSize(gc.BlobBytes))
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every image no container uses")
 	return cmd
@@ -331,13 +301,7 @@ func loadCmd() *cobra.Command {
 		Use:   "load [flags]",
 		Short: "Load images from a docker-archive or oci-archive file",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			file := in
 			if file == "" {
 				// From stdin, through a file: archives are read out of order.
@@ -360,7 +324,7 @@ func loadCmd() *cobra.Command {
 				}
 			}
 			return err
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&in, "input", "i", "", "archive to read (default: standard input)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing but errors")
@@ -375,13 +339,7 @@ func systemCmd() *cobra.Command {
 		Use:   "check [flags]",
 		Short: "Verify the store (blobs, layers, images); --repair removes what is damaged",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			rep, err := s.svc.Check(ctx, imagesvc.CheckOptions{Quick: quick, Repair: repair})
 			if err != nil {
 				return err
@@ -411,7 +369,7 @@ func systemCmd() *cobra.Command {
 			}
 			fmt.Println("The store is consistent.")
 			return nil
-		},
+		}),
 	}
 	check.Flags().BoolVarP(&quick, "quick", "q", false, "do not re-hash every blob")
 	check.Flags().BoolVarP(&repair, "repair", "r", false, "remove damaged blobs, layers and images, and collect garbage")
@@ -420,13 +378,7 @@ func systemCmd() *cobra.Command {
 		Use:   "df",
 		Short: "Show the store's disk use",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			u, err := s.svc.DiskUsage(ctx)
 			if err != nil {
 				return err
@@ -437,7 +389,7 @@ func systemCmd() *cobra.Command {
 			fmt.Fprintf(tw, "  blobs\t\t\t%s\t\n", humanSize(u.BlobBytes))
 			fmt.Fprintf(tw, "  layers\t\t\t%s\t\n", humanSize(u.LayerBytes))
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.AddCommand(check, df)
 	return cmd
@@ -461,13 +413,7 @@ func mountCmd() *cobra.Command {
 		Use:   "mount IMAGE",
 		Short: "Mount an image's file system read-only and print where",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			img, err := s.svc.LookupOne(ctx, args[0])
 			if err != nil {
 				return err
@@ -478,7 +424,7 @@ func mountCmd() *cobra.Command {
 			}
 			fmt.Println(dir)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -488,13 +434,7 @@ func unmountCmd() *cobra.Command {
 		Aliases: []string{"umount"},
 		Short:   "Unmount an image mounted with `image mount`",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			img, err := s.svc.LookupOne(ctx, args[0])
 			if err != nil {
 				return err
@@ -504,6 +444,6 @@ func unmountCmd() *cobra.Command {
 				return err
 			}
 			return os.Remove(dir)
-		},
+		}),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -43,13 +44,7 @@ func imagesCmd(use string, aliases ...string) *cobra.Command {
 		Aliases: aliases,
 		Short:   "List the images in the local store",
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			if len(args) == 1 {
 				filters = append(filters, "reference="+args[0])
 			}
@@ -67,7 +62,7 @@ func imagesCmd(use string, aliases ...string) *cobra.Command {
 				}
 				return nil
 			}
-			return output(cmd.OutOrStdout(), format, rows, func(w io.Writer, rows []imageRow) error {
+			return output(os.Stdout, format, rows, func(w io.Writer, rows []imageRow) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprint(tw, "REPOSITORY\tTAG\t")
 				if digests {
@@ -83,7 +78,7 @@ func imagesCmd(use string, aliases ...string) *cobra.Command {
 				}
 				return tw.Flush()
 			})
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&format, "format", "table", "table, json, or a Go template ({{.Repository}}:{{.Tag}})")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -20,8 +21,7 @@ func loginCmd() *cobra.Command {
 		Use:   "login [flags] REGISTRY",
 		Short: "Check and store credentials for a registry (podman's auth.json)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			reg := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(args[0], "https://"), "http://"), "/")
 			in := bufio.NewReader(os.Stdin)
 			if stdin {
@@ -48,17 +48,12 @@ func loginCmd() *cobra.Command {
 			if user == "" || password == "" {
 				return fmt.Errorf("login %s: a user name and a password are needed: %w", reg, errdefs.ErrInvalidArgument)
 			}
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			if err := s.svc.Registry.Login(ctx, authfile, reg, user, password); err != nil {
 				return err
 			}
 			fmt.Println("Login Succeeded!")
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&authfile, "authfile", "", "auth file to write (default $REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)")

@@ -100,3 +100,17 @@ func openStore(ctx context.Context) (*store, error) {
 }
 
 func (s *store) close() { s.meta.Close() }
+
+// storeRun is a command's RunE that opens the store for fn and closes it
+// after.
+func storeRun(fn func(ctx context.Context, s *store, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		s, err := openStore(ctx)
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		return fn(ctx, s, args)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -16,17 +17,11 @@ func pullCmd() *cobra.Command {
 		Use:   "pull [flags] IMAGE",
 		Short: "Pull an image from a registry into the local store",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
 			p, err := parsePlatform(platform)
 			if err != nil {
 				return err
 			}
-			s, err := openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			ref := strings.TrimPrefix(args[0], "docker://")
 			var bars *progress
 			if !quiet {
@@ -48,7 +43,7 @@ func pullCmd() *cobra.Command {
 			}
 			fmt.Println(img.Config.Encoded())
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image ID")
 	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] (default: the host's)")

@@ -4,6 +4,7 @@ package fsutil
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -24,7 +25,20 @@ func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	return writeAtomic(path, data, perm, false)
 }
 
+// WriteAtomic is WriteFileAtomic for content written by fill as a stream
+// (an archive): path appears whole, or not at all.
+func WriteAtomic(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	return writeStream(path, perm, true, fill)
+}
+
 func writeAtomic(path string, data []byte, perm os.FileMode, durable bool) error {
+	return writeStream(path, perm, durable, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+func writeStream(path string, perm os.FileMode, durable bool, fill func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -38,7 +52,7 @@ func writeAtomic(path string, data []byte, perm os.FileMode, durable bool) error
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Chmod(perm); err != nil {

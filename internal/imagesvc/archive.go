@@ -174,17 +174,9 @@ func (s *Service) Load(ctx context.Context, file string) ([]string, error) {
 	if err := untarLayout(ctx, file, dir); err != nil {
 		return nil, err
 	}
-	p, err := layout.FromPath(dir)
+	idx, im, err := readLayout(dir)
 	if err != nil {
-		return nil, fmt.Errorf("oci-archive:%s: %w", file, archiveError(err))
-	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		return nil, fmt.Errorf("oci-archive:%s: %w", file, archiveError(err))
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("oci-archive:%s: %w", file, archiveError(err))
+		return nil, fmt.Errorf("oci-archive:%s: %w", file, err)
 	}
 	for _, d := range im.Manifests {
 		img, err := layoutImage(idx, d, nil)

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/reference"
 	"github.com/berthdev/berth/internal/registry"
@@ -200,17 +201,9 @@ const refNameAnnotation = v1.AnnotationRefName
 // fromLayout opens the image tagged tag (the only one when tag is "") in
 // the OCI layout at dir, choosing platform from an index.
 func fromLayout(dir, tag string, platform *gv1.Platform) (gv1.Image, string, error) {
-	p, err := layout.FromPath(dir)
+	idx, im, err := readLayout(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("oci:%s: not an OCI layout: %w", dir, archiveError(err))
-	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		return nil, "", fmt.Errorf("oci:%s: %w", dir, archiveError(err))
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, "", fmt.Errorf("oci:%s: index.json: %w", dir, archiveError(err))
+		return nil, "", err
 	}
 	var found []gv1.Descriptor
 	for _, d := range im.Manifests {
@@ -231,6 +224,23 @@ func fromLayout(dir, tag string, platform *gv1.Platform) (gv1.Image, string, err
 		return nil, "", fmt.Errorf("oci:%s: %w", dir, err)
 	}
 	return img, layoutName(found[0]), nil
+}
+
+// readLayout opens the OCI layout at dir and reads its index.json.
+func readLayout(dir string) (gv1.ImageIndex, *gv1.IndexManifest, error) {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("oci:%s: not an OCI layout: %w", dir, archiveError(err))
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, nil, fmt.Errorf("oci:%s: %w", dir, archiveError(err))
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("oci:%s: index.json: %w", dir, archiveError(err))
+	}
+	return idx, im, nil
 }
 
 // layoutName is the full image name an index entry carries, if any.
@@ -327,20 +337,9 @@ func layoutFile(name string) bool {
 }
 
 // tarLayout writes the layout in dir as a tar file, atomically.
-func tarLayout(ctx context.Context, dir, file string) (retErr error) {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	tw := tar.NewWriter(tmp)
+func tarLayout(ctx context.Context, dir, file string) error {
 	var files []string
-	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -353,35 +352,29 @@ func tarLayout(ctx context.Context, dir, file string) (retErr error) {
 		return err
 	}
 	slices.Sort(files)
-	for _, p := range files {
-		if err := ctx.Err(); err != nil {
-			return err
+	return fsutil.WriteAtomic(file, 0o644, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		for _, p := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			fi, _ := f.Stat()
+			err = tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX})
+			if err == nil {
+				_, err = io.Copy(tw, f)
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
 		}
-		rel, _ := filepath.Rel(dir, p)
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		fi, _ := f.Stat()
-		err = tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX})
-		if err == nil {
-			_, err = io.Copy(tw, f)
-		}
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+		return tw.Close()
+	})
 }
 
 // toLayout adds img to the OCI layout at dir (made if missing) under tag,
@@ -645,7 +638,7 @@ type namedImage struct {
 
 // writeDockerArchive writes images (with their names as RepoTags) as a
 // `docker save` archive, atomically.
-func (s *Service) writeDockerArchive(file string, imgs []namedImage) (retErr error) {
+func (s *Service) writeDockerArchive(file string, imgs []namedImage) error {
 	refs := map[name.Reference]gv1.Image{}
 	for _, ni := range imgs {
 		var ref name.Reference
@@ -669,26 +662,12 @@ func (s *Service) writeDockerArchive(file string, imgs []namedImage) (retErr err
 		}
 		refs[ref] = ni.img
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	return fsutil.WriteAtomic(file, 0o644, func(w io.Writer) error {
+		if err := tarball.MultiRefWrite(refs, w); err != nil {
+			return fmt.Errorf("docker-archive:%s: %w", file, err)
 		}
-	}()
-	if err := tarball.MultiRefWrite(refs, tmp); err != nil {
-		return fmt.Errorf("docker-archive:%s: %w", file, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+		return nil
+	})
 }
 
 func hostPlatform(p *gv1.Platform) gv1.Platform {
@@ -703,17 +682,9 @@ func hostPlatform(p *gv1.Platform) gv1.Platform {
 func (s *Service) openIndex(ctx context.Context, loc Location) (gv1.ImageIndex, func(), error) {
 	none := func() {}
 	fromLayout := func(dir string) (gv1.ImageIndex, error) {
-		p, err := layout.FromPath(dir)
+		idx, im, err := readLayout(dir)
 		if err != nil {
-			return nil, fmt.Errorf("%s: not an OCI layout: %w", loc, archiveError(err))
-		}
-		idx, err := p.ImageIndex()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", loc, archiveError(err))
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", loc, archiveError(err))
+			return nil, err
 		}
 		for _, d := range im.Manifests {
 			if (loc.Name == "" && len(im.Manifests) == 1 || d.Annotations[refNameAnnotation] == loc.Name) && d.MediaType.IsIndex() {
