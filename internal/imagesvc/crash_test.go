@@ -86,25 +86,9 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 // SIGKILL at random moments, many times, and checks after each that the
 // store is consistent; then a pull completes and the image is whole.
 func TestCrashPullRemove(t *testing.T) {
-	root := t.TempDir()
-	s := newServiceAt(t, root)
+	root, s, ref := slowStore(t, "crash")
 	ctx := context.Background()
-	reg := httptest.NewServer(slowBlobs(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))))
-	defer reg.Close()
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/crash/app:v1"
-	img, err := random.Image(1<<20, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, _ := name.NewTag(ref, name.Insecure)
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
-	child := func(op string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "BERTH_CRASH_ROOT="+root, "BERTH_CRASH_OP="+op, "BERTH_CRASH_REF="+ref)
-		return cmd
-	}
+	child := func(op string) *exec.Cmd { return childCmd(root, op, ref) }
 	// How long each operation takes when left alone (the child's start-up
 	// included): kills land uniformly within that.
 	took := map[string]time.Duration{}
@@ -176,26 +160,13 @@ func TestCrashPullRemove(t *testing.T) {
 // store while a third collects garbage in a loop; all succeed and the store
 // is whole and consistent afterwards.
 func TestConcurrentProcesses(t *testing.T) {
-	root := t.TempDir()
-	s := newServiceAt(t, root)
+	root, s, ref := slowStore(t, "conc")
 	ctx := context.Background()
-	reg := httptest.NewServer(slowBlobs(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))))
-	defer reg.Close()
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/conc/app:v1"
-	img, err := random.Image(1<<20, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, _ := name.NewTag(ref, name.Insecure)
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
 	for round := range 3 {
 		var cmds []*exec.Cmd
 		var outs []*strings.Builder
 		for _, op := range []string{"pull", "pull", "gc"} {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "BERTH_CRASH_ROOT="+root, "BERTH_CRASH_OP="+op, "BERTH_CRASH_REF="+ref)
+			cmd := childCmd(root, op, ref)
 			out := &strings.Builder{}
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
@@ -223,4 +194,31 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// slowStore is a store under a new root and a 4-layer image served by an
+// in-memory registry that sends blobs slowly (see slowBlobs).
+func slowStore(t *testing.T, repo string) (string, *Service, string) {
+	t.Helper()
+	root := t.TempDir()
+	s := newServiceAt(t, root)
+	reg := httptest.NewServer(slowBlobs(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))))
+	t.Cleanup(reg.Close)
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/" + repo + "/app:v1"
+	img, err := random.Image(1<<20, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(ref, name.Insecure)
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	return root, s, ref
+}
+
+// childCmd runs TestCrashChild: op on the store at root.
+func childCmd(root, op, ref string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BERTH_CRASH_ROOT="+root, "BERTH_CRASH_OP="+op, "BERTH_CRASH_REF="+ref)
+	return cmd
 }
