@@ -355,8 +355,8 @@ func systemCmd() *cobra.Command {
 				fmt.Printf("%s %s: %s (%s)\n", p.Kind, p.ID, p.Detail, state)
 			}
 			if rep.GC != nil {
-				fmt.Printf("Freed %d blobs (%s), %d layers, %d dead leases, %d stale downloads\n",
-					len(rep.GC.Blobs), humanSize(rep.GC.BlobBytes), len(rep.GC.Snapshots), len(rep.GC.Leases), len(rep.GC.Ingests))
+				fmt.Printf("Freed %d blobs (%s), %d layers, %d dead leases, %d stale downloads, %d scratch directories\n",
+					len(rep.GC.Blobs), humanSize(rep.GC.BlobBytes), len(rep.GC.Snapshots), len(rep.GC.Leases), len(rep.GC.Ingests), len(rep.GC.Scratch))
 			}
 			unrepaired := 0
 			for _, p := range rep.Problems {

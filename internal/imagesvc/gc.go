@@ -20,6 +20,7 @@ type GCResult struct {
 	BlobBytes int64
 	Snapshots []string // snapshot keys nothing refers to
 	Ingests   []string // partial downloads untouched for IngestMaxAge
+	Scratch   []string // scratch directories of processes that are gone
 }
 
 // IngestMaxAge is how long a partial download is kept for a later pull to
@@ -78,7 +79,10 @@ func (s *Service) GC(ctx context.Context) (GCResult, error) {
 		r.Blobs = append(r.Blobs, d)
 		r.BlobBytes += sizes[d]
 	}
-	r.Ingests, err = s.Content.CleanIngests(ctx, IngestMaxAge)
+	if r.Ingests, err = s.Content.CleanIngests(ctx, IngestMaxAge); err != nil {
+		return r, err
+	}
+	r.Scratch, err = s.cleanTemp()
 	return r, err
 }
 

@@ -182,6 +182,19 @@ func TestLeases(t *testing.T) {
 	if c := storeCounts(t, s, root); c != (counts{}) {
 		t.Fatalf("store not empty: %+v", c)
 	}
+	// Scratch space: this process's stays, a dead one's goes.
+	mine, err := s.tempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(root, "tmp", strconv.Itoa(cmd.Process.Pid)+"-1.12345")
+	os.MkdirAll(theirs, 0o700)
+	if r, err = s.GC(ctx); err != nil || len(r.Scratch) != 1 {
+		t.Fatalf("GC of scratch space: %+v %v", r, err)
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Fatalf("GC removed a live process's scratch space: %v", err)
+	}
 	if !ownerAlive(self()) || ownerAlive(dead) || ownerAlive("garbage") {
 		t.Fatal("ownerAlive is wrong")
 	}

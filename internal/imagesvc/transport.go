@@ -187,13 +187,40 @@ func archiveError(err error) error {
 	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 }
 
-// tempDir is a scratch directory on the store's file system.
+// tempDir is a scratch directory on the store's file system, named after
+// this process (pid and start time) so that GC removes it once the process
+// is gone, however it ended.
 func (s *Service) tempDir() (string, error) {
 	dir := filepath.Join(s.Root, "tmp")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	return os.MkdirTemp(dir, "copy-")
+	return os.MkdirTemp(dir, fmt.Sprintf("%d-%s.", os.Getpid(), startTime(os.Getpid())))
+}
+
+// cleanTemp removes the scratch directories of processes that are gone.
+func (s *Service) cleanTemp() ([]string, error) {
+	dir := filepath.Join(s.Root, "tmp")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		owner, _, _ := strings.Cut(e.Name(), ".")
+		pid, start, _ := strings.Cut(owner, "-")
+		if n, err := strconv.Atoi(pid); err == nil && start != "" && startTime(n) == start {
+			continue // its process still runs
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return removed, err
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
 }
 
 const refNameAnnotation = v1.AnnotationRefName
