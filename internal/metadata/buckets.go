@@ -11,8 +11,12 @@ package metadata
 //	│       ├── info : JSON Snapshot
 //	│       └── children                   reverse parent links, so a delete can refuse
 //	│           └── <child key> : ""       a parent without scanning every snapshot
-//	└── leases
-//	    └── <id> : JSON Lease              with its content digests and snapshot keys
+//	├── leases
+//	│   └── <id> : JSON Lease              with its content digests and snapshot keys
+//	├── containers
+//	│   └── <id> : JSON Container          its rootfs is an active snapshot (a GC root)
+//	└── names
+//	    └── <name> : <container id>        so a name is unique in one transaction
 //
 // Values are JSON: records are small and few, and JSON stays readable with
 // bbolt's own tools when a store must be inspected by hand.
@@ -30,18 +34,20 @@ import (
 const schemaVersion uint64 = 1
 
 var (
-	bucketRoot      = []byte("berth")
-	keyVersion      = []byte("version")
-	bucketImages    = []byte("images")
-	bucketSnapshots = []byte("snapshots")
-	bucketLeases    = []byte("leases")
-	keyInfo         = []byte("info")
-	bucketChildren  = []byte("children")
+	bucketRoot       = []byte("berth")
+	keyVersion       = []byte("version")
+	bucketImages     = []byte("images")
+	bucketSnapshots  = []byte("snapshots")
+	bucketLeases     = []byte("leases")
+	bucketContainers = []byte("containers")
+	bucketNames      = []byte("names")
+	keyInfo          = []byte("info")
+	bucketChildren   = []byte("children")
 )
 
 // buckets are the top-level buckets of one transaction.
 type buckets struct {
-	images, snapshots, leases *bolt.Bucket
+	images, snapshots, leases, containers, names *bolt.Bucket
 }
 
 // initSchema creates the tree on a new store and checks the version of an
@@ -62,7 +68,8 @@ func initSchema(tx *bolt.Tx, path string) error {
 			return fmt.Errorf("metadata %s: write schema version: %w", path, err)
 		}
 	}
-	for _, name := range [][]byte{bucketImages, bucketSnapshots, bucketLeases} {
+	// Buckets added later are created in older stores too: same version.
+	for _, name := range [][]byte{bucketImages, bucketSnapshots, bucketLeases, bucketContainers, bucketNames} {
 		if _, err := root.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("metadata %s: create bucket %s: %w", path, name, err)
 		}
@@ -94,11 +101,13 @@ func getBuckets(tx *bolt.Tx, path string) (buckets, error) {
 		return buckets{}, err
 	}
 	b := buckets{
-		images:    root.Bucket(bucketImages),
-		snapshots: root.Bucket(bucketSnapshots),
-		leases:    root.Bucket(bucketLeases),
+		images:     root.Bucket(bucketImages),
+		snapshots:  root.Bucket(bucketSnapshots),
+		leases:     root.Bucket(bucketLeases),
+		containers: root.Bucket(bucketContainers),
+		names:      root.Bucket(bucketNames),
 	}
-	if b.images == nil || b.snapshots == nil || b.leases == nil {
+	if b.images == nil || b.snapshots == nil || b.leases == nil || b.containers == nil || b.names == nil {
 		return buckets{}, fmt.Errorf("metadata %s: schema buckets missing: %w", path, errdefs.ErrFailedPrecond)
 	}
 	return b, nil
