@@ -1,0 +1,319 @@
+// Package specgen turns an image's config and the options of `berth run`
+// into an OCI runtime spec: the process (command, environment, user and
+// groups from the image's own /etc/passwd and /etc/group, working
+// directory, terminal, rlimits), the default confinement (capabilities,
+// masked and read-only paths, no new privileges on request), namespaces,
+// mounts and resources. It reads the container's root file system but
+// changes nothing.
+package specgen
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Options are what a run asks for on top of the image.
+type Options struct {
+	ID    string
+	Image v1.ImageConfig
+	// Rootfs is the container's mounted root file system (read for users
+	// and groups).
+	Rootfs string
+	// Entrypoint replaces the image's when EntrypointSet (an empty one
+	// clears it); Args replace the image's Cmd when given.
+	Entrypoint    []string
+	EntrypointSet bool
+	Args          []string
+	Env           []string // KEY=VALUE, or KEY to take the value from HostEnv
+	HostEnv       func(string) (string, bool)
+	WorkDir       string
+	User          string
+	Hostname      string
+	TTY, Stdin    bool
+	ReadOnly      bool
+	Privileged    bool
+	CapAdd        []string
+	CapDrop       []string
+	NoNewPrivs    bool
+	// Network is "" (a new network namespace), "host", or a namespace path.
+	Network string
+	// Files are bind-mounted files the engine prepared (/etc/hosts,
+	// /etc/resolv.conf, /etc/hostname), destination -> host path.
+	Files  map[string]string
+	Mounts []specs.Mount
+	// Resources; zero means no limit.
+	Memory     int64
+	CPUs       float64
+	PidsLimit  int64
+	Rlimits    []specs.POSIXRlimit
+	CgroupPath string
+	Labels     map[string]string
+}
+
+// DefaultCapabilities are podman's: what most images need, without the
+// ones that reach the host (SYS_ADMIN, NET_ADMIN, SYS_MODULE, ...).
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+	"CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+}
+
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+	"/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux", "/sys/dev/block",
+}
+
+var readonlyPaths = []string{
+	"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// Generate builds the spec.
+func Generate(o Options) (*specs.Spec, error) {
+	args, err := command(o)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid, groups, home, err := resolveUser(o.Rootfs, firstNonEmpty(o.User, o.Image.User))
+	if err != nil {
+		return nil, err
+	}
+	env, err := environment(o, home)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capabilities(o)
+	if err != nil {
+		return nil, err
+	}
+	hostname := o.Hostname
+	if hostname == "" && o.Network != "host" {
+		hostname = shortID(o.ID)
+	}
+	s := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: o.Rootfs, Readonly: o.ReadOnly},
+		Process: &specs.Process{
+			Terminal: o.TTY,
+			Args:     args,
+			Env:      env,
+			Cwd:      firstNonEmpty(o.WorkDir, o.Image.WorkingDir, "/"),
+			User:     specs.User{UID: uid, GID: gid, AdditionalGids: groups},
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			NoNewPrivileges: o.NoNewPrivs,
+			Rlimits:         o.Rlimits,
+		},
+		Hostname:    hostname,
+		Mounts:      mounts(o),
+		Annotations: o.Labels,
+		Linux: &specs.Linux{
+			CgroupsPath: o.CgroupPath,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			Resources: resources(o),
+		},
+	}
+	if !strings.HasPrefix(s.Process.Cwd, "/") {
+		return nil, fmt.Errorf("working directory %q: must be absolute: %w", s.Process.Cwd, errdefs.ErrInvalidArgument)
+	}
+	switch o.Network {
+	case "":
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	case "host":
+	default:
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.Network})
+	}
+	if o.Network != "host" {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if o.Privileged {
+		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+	} else {
+		s.Linux.MaskedPaths = slices.Clone(maskedPaths)
+		s.Linux.ReadonlyPaths = slices.Clone(readonlyPaths)
+	}
+	return s, nil
+}
+
+// command is docker's rule: an --entrypoint replaces the image's and drops
+// its Cmd; arguments replace Cmd.
+func command(o Options) ([]string, error) {
+	entry, cmd := o.Image.Entrypoint, o.Image.Cmd
+	if o.EntrypointSet {
+		entry, cmd = o.Entrypoint, nil
+	}
+	if len(o.Args) > 0 {
+		cmd = o.Args
+	}
+	args := append(slices.Clone(entry), cmd...)
+	if len(args) == 0 || args[0] == "" {
+		return nil, fmt.Errorf("no command: the image has no entrypoint or command; give one after the image: %w", errdefs.ErrInvalidArgument)
+	}
+	return args, nil
+}
+
+func environment(o Options, home string) ([]string, error) {
+	var env []string
+	set := func(kv string) {
+		k, _, _ := strings.Cut(kv, "=")
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		env = append(env, kv)
+	}
+	set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	if o.TTY {
+		set("TERM=xterm")
+	}
+	for _, e := range o.Image.Env {
+		set(e)
+	}
+	if home != "" && !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") }) {
+		set("HOME=" + home)
+	}
+	if o.Hostname != "" || o.Network != "host" {
+		set("HOSTNAME=" + firstNonEmpty(o.Hostname, shortID(o.ID)))
+	}
+	for _, e := range o.Env {
+		k, _, hasValue := strings.Cut(e, "=")
+		if k == "" {
+			return nil, fmt.Errorf("environment %q: no name: %w", e, errdefs.ErrInvalidArgument)
+		}
+		if !hasValue {
+			if o.HostEnv == nil {
+				continue
+			}
+			v, ok := o.HostEnv(k)
+			if !ok {
+				continue // docker's rule: an unset host variable is left out
+			}
+			e = k + "=" + v
+		}
+		set(e)
+	}
+	return env, nil
+}
+
+// capabilities: the default set (all for --privileged), then --cap-add and
+// --cap-drop ("ALL" allowed in both), names with or without "CAP_".
+func capabilities(o Options) ([]string, error) {
+	caps := slices.Clone(DefaultCapabilities)
+	if o.Privileged {
+		caps = slices.Clone(allCapabilities)
+	}
+	norm := func(c string) (string, error) {
+		c = strings.ToUpper(c)
+		if c == "ALL" {
+			return c, nil
+		}
+		if !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		if !slices.Contains(allCapabilities, c) {
+			return "", fmt.Errorf("unknown capability %q: %w", c, errdefs.ErrInvalidArgument)
+		}
+		return c, nil
+	}
+	for _, c := range o.CapDrop {
+		c, err := norm(c)
+		if err != nil {
+			return nil, err
+		}
+		if c == "ALL" {
+			caps = nil
+			continue
+		}
+		caps = slices.DeleteFunc(caps, func(x string) bool { return x == c })
+	}
+	for _, c := range o.CapAdd {
+		c, err := norm(c)
+		if err != nil {
+			return nil, err
+		}
+		if c == "ALL" {
+			caps = slices.Clone(allCapabilities)
+			continue
+		}
+		if !slices.Contains(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	return caps, nil
+}
+
+var allCapabilities = []string{
+	"CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE", "CAP_BLOCK_SUSPEND", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_KILL", "CAP_LEASE", "CAP_LINUX_IMMUTABLE", "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE", "CAP_MKNOD", "CAP_NET_ADMIN",
+	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_PERFMON", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
+	"CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_NICE", "CAP_SYS_PACCT",
+	"CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+}
+
+func mounts(o Options) []specs.Mount {
+	ms := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	if o.Network == "host" {
+		// sysfs of the host's network namespace cannot be mounted anew.
+		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+	}
+	for _, dst := range slices.Sorted(mapKeys(o.Files)) {
+		ms = append(ms, specs.Mount{Destination: dst, Type: "bind", Source: o.Files[dst], Options: []string{"bind", "rprivate"}})
+	}
+	return append(ms, o.Mounts...)
+}
+
+func resources(o Options) *specs.LinuxResources {
+	r := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+	if o.Memory > 0 {
+		m := o.Memory
+		r.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if o.CPUs > 0 {
+		period := uint64(100000)
+		quota := int64(o.CPUs * float64(period))
+		r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if o.PidsLimit != 0 {
+		n := o.PidsLimit
+		r.Pids = &specs.LinuxPids{Limit: &n}
+	}
+	return r
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
