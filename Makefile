@@ -19,6 +19,8 @@ BUILD_ENV := CC=musl-gcc CGO_CFLAGS="-O2 -idirafter /usr/include -idirafter /usr
 build: $(MUSL_LIB)/libseccomp.a
 	$(BUILD_ENV) $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	$(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/berth ./cmd/berth
+	# The monitor runs once per container for its whole life: static, small.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-monitor ./cmd/berth-monitor
 
 $(MUSL_LIB)/libseccomp.a:
 	@command -v musl-gcc >/dev/null || { echo "musl-gcc not found: apt-get install musl-tools" >&2; exit 1; }
@@ -38,6 +40,7 @@ conformance: build
 install: build
 	install -D -m 0755 $(BIN)/berth-runtime $(DESTDIR)/usr/local/bin/berth-runtime
 	install -D -m 0755 $(BIN)/berth $(DESTDIR)/usr/local/bin/berth
+	install -D -m 0755 $(BIN)/berth-monitor $(DESTDIR)/usr/local/bin/berth-monitor
 
 clean:
 	rm -rf $(BIN)

@@ -26,9 +26,15 @@ func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "berth-cli-")
 	if err == nil {
 		berthBin = filepath.Join(dir, "berth")
-		if out, err := exec.Command("go", "build", "-o", berthBin, ".").CombinedOutput(); err != nil {
-			os.Stderr.Write(out)
-			os.Exit(1)
+		// berth finds berth-monitor and berth-runtime next to itself.
+		for pkg, out := range map[string]string{".": berthBin, "../berth-monitor": filepath.Join(dir, "berth-monitor")} {
+			if out, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+				os.Stderr.Write(out)
+				os.Exit(1)
+			}
+		}
+		if rt := os.Getenv("BERTH_TEST_RUNTIME"); rt != "" {
+			os.Symlink(rt, filepath.Join(dir, "berth-runtime"))
 		}
 	}
 	code := m.Run()

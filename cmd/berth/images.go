@@ -210,8 +210,10 @@ func imageFilter(ctx context.Context, svc *imagesvc.Service, f string) (func(ima
 func since(t time.Time) string {
 	d := time.Since(t)
 	switch {
+	case d < time.Second:
+		return "Less than a second ago"
 	case d < time.Minute:
-		return "Less than a minute ago"
+		return plural(int(d.Seconds()), "second") + " ago"
 	case d < time.Hour:
 		return plural(int(d.Minutes()), "minute") + " ago"
 	case d < 48*time.Hour:

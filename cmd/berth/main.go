@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 
 	"github.com/berthdev/berth/internal/content"
+	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/registries"
@@ -47,9 +49,15 @@ func main() {
 	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
 	root.AddCommand(pullCmd(), pushCmd(), imagesCmd("images"), rmiCmd("rmi"), tagCmd(), saveCmd(), loadCmd(),
-		imageCmd(), systemCmd(), loginCmd(), logoutCmd())
+		imageCmd(), systemCmd(), loginCmd(), logoutCmd(),
+		runCmd(), createCmd(), startCmd(), stopCmd(), killCmd(), rmCmd(), psCmd(), logsCmd(), waitCmd(), execCmd(), inspectCmd())
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
+		// A container's (or exec'd command's) own exit code is passed on
+		// without a message: it is not berth's error.
+		var ee exitError
+		if !errors.As(err, &ee) || ee.err != nil {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -63,10 +71,11 @@ func exitCode(err error) int {
 	return 125
 }
 
-// store opens the image store under --root.
+// store opens the store under --root, with the engine over it.
 type store struct {
 	meta *metadata.DB
 	svc  *imagesvc.Service
+	eng  *engine.Engine
 }
 
 func openStore(ctx context.Context) (*store, error) {
@@ -95,8 +104,27 @@ func openStore(ctx context.Context) (*store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &store{meta: db, svc: &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
-		Parallel: conf.Images.ParallelDownloads}}, nil
+	svc := &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
+		Parallel: conf.Images.ParallelDownloads}
+	return &store{meta: db, svc: svc, eng: &engine.Engine{Images: svc, Meta: db, RunRoot: g.runroot, Monitor: monitorPath()}}, nil
+}
+
+// monitorPath is berth-monitor next to this binary, else on $PATH.
+func monitorPath() string {
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), "berth-monitor"); fileExists(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("berth-monitor"); err == nil {
+		return p
+	}
+	return "berth-monitor"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func (s *store) close() { s.meta.Close() }

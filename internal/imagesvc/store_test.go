@@ -101,7 +101,7 @@ func TestRemoveInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Snapshots.Prepare(ctx, "ctr-rootfs", img.SnapshotKey); err != nil {
+	if _, err := s.Snapshots.Prepare(ctx, "ctr-rootfs", img.SnapshotKey, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Remove(ctx, ref, RemoveOptions{})

@@ -121,9 +121,9 @@ func (o *Overlay) dir(key string) string { return filepath.Join(o.root, "s", dir
 func (o *Overlay) UpperDir(key string) string { return filepath.Join(o.dir(key), "fs") }
 
 // Prepare makes a writable snapshot key on top of the committed parent
-// ("" for none) and returns its mounts.
-func (o *Overlay) Prepare(ctx context.Context, key, parent string) ([]Mount, error) {
-	return o.create(ctx, key, parent, metadata.KindActive)
+// ("" for none), recorded with labels, and returns its mounts.
+func (o *Overlay) Prepare(ctx context.Context, key, parent string, labels map[string]string) ([]Mount, error) {
+	return o.create(ctx, key, parent, metadata.KindActive, labels)
 }
 
 // View makes a read-only snapshot key of the committed parent.
@@ -131,10 +131,10 @@ func (o *Overlay) View(ctx context.Context, key, parent string) ([]Mount, error)
 	if parent == "" {
 		return nil, fmt.Errorf("view %s: needs a parent: %w", key, errdefs.ErrInvalidArgument)
 	}
-	return o.create(ctx, key, parent, metadata.KindView)
+	return o.create(ctx, key, parent, metadata.KindView, nil)
 }
 
-func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.Kind) (_ []Mount, retErr error) {
+func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.Kind, labels map[string]string) (_ []Mount, retErr error) {
 	lock, err := o.lock()
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (o *Overlay) create(ctx context.Context, key, parent string, kind metadata.
 			return nil, err
 		}
 	}
-	if _, err := o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: key, Parent: parent, Kind: kind}); err != nil {
+	if _, err := o.db.CreateSnapshot(ctx, metadata.Snapshot{Key: key, Parent: parent, Kind: kind, Labels: labels}); err != nil {
 		return nil, err
 	}
 	return o.Mounts(ctx, key)

@@ -58,13 +58,13 @@ func TestOverlayChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.Prepare(ctx, "extract-1", ""); err != nil {
+	if _, err := o.Prepare(ctx, "extract-1", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	applyLayer(t, o, "extract-1", "l1",
 		entry{name: "etc/gone", typ: tar.TypeReg, body: "old"},
 		entry{name: "etc/kept", typ: tar.TypeReg, body: "kept"})
-	if _, err := o.Prepare(ctx, "extract-2", "l1"); err != nil {
+	if _, err := o.Prepare(ctx, "extract-2", "l1", nil); err != nil {
 		t.Fatal(err)
 	}
 	applyLayer(t, o, "extract-2", "l2",
@@ -88,7 +88,7 @@ func TestOverlayChain(t *testing.T) {
 		t.Errorf("write into a view: %v, want EROFS", err)
 	}
 
-	ms, err = o.Prepare(ctx, "rootfs", "l2")
+	ms, err = o.Prepare(ctx, "rootfs", "l2", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestOverlayChain(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(root, "snapshots", "s")); len(ents) != 0 {
 		t.Errorf("directories left: %v", ents)
 	}
-	if _, err := o.Prepare(ctx, "x", "missing"); !errdefs.IsNotFound(err) {
+	if _, err := o.Prepare(ctx, "x", "missing", nil); !errdefs.IsNotFound(err) {
 		t.Errorf("parent missing: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(root, "snapshots", "s")); len(ents) != 0 {

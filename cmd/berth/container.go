@@ -1,0 +1,754 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berthdev/berth/internal/engine"
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/metadata"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+// runFlags are run's and create's flags.
+type runFlags struct {
+	name, runtime, pull, entrypoint, network, logOpt string
+	detach, interactive, tty, rm                     bool
+	memory                                           string
+	cfg                                              engine.Config
+	volumes, tmpfs, securityOpt, ulimits, envFiles   []string
+}
+
+func (f *runFlags) register(cmd *cobra.Command, run bool) {
+	fl := cmd.Flags()
+	fl.SetInterspersed(false) // what follows the image is the container's command
+	fl.StringVar(&f.name, "name", "", "container name")
+	fl.StringVar(&f.runtime, "runtime", "", "OCI runtime: berth-runtime (default), runc, crun, or a path")
+	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint (\"\" clears it)")
+	fl.StringVar(&f.network, "network", "none", "none (loopback only) or host")
+	fl.StringArrayVarP(&f.cfg.Env, "env", "e", nil, "KEY=VALUE, or KEY to pass the host's value")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
+	fl.StringVarP(&f.cfg.WorkDir, "workdir", "w", "", "working directory")
+	fl.StringVarP(&f.cfg.User, "user", "u", "", "user[:group], names from the image")
+	fl.StringVar(&f.cfg.Hostname, "hostname", "", "host name (default: the short ID)")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep standard input open")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal")
+	fl.BoolVar(&f.cfg.ReadOnly, "read-only", false, "mount the root file system read-only")
+	fl.BoolVar(&f.cfg.Privileged, "privileged", false, "all capabilities and devices, no masked paths")
+	fl.StringArrayVar(&f.cfg.CapAdd, "cap-add", nil, "add a capability")
+	fl.StringArrayVar(&f.cfg.CapDrop, "cap-drop", nil, "drop a capability (ALL for all)")
+	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "no-new-privileges")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "HOST:CONTAINER[:ro] bind mount")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "CONTAINER[:options] tmpfs mount")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (b, k, m, g)")
+	fl.Float64Var(&f.cfg.CPUs, "cpus", 0, "CPUs (quota)")
+	fl.Int64Var(&f.cfg.PidsLimit, "pids-limit", 0, "most processes")
+	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "TYPE=SOFT[:HARD], e.g. nofile=1024:2048")
+	fl.StringVar(&f.logOpt, "log-opt", "", "max-size=SIZE: rotate the log at SIZE")
+	if run {
+		fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the ID")
+		fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	}
+}
+
+// config turns the flags into the engine's Config.
+func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, error) {
+	cfg := f.cfg
+	cfg.Args = args
+	cfg.TTY, cfg.Stdin, cfg.Remove = f.tty, f.interactive, f.rm
+	if cmd.Flags().Changed("entrypoint") {
+		cfg.EntrypointSet = true
+		if f.entrypoint != "" {
+			cfg.Entrypoint = []string{f.entrypoint}
+		}
+	}
+	switch f.network {
+	case "none", "host":
+		cfg.Network = f.network
+	default:
+		return cfg, fmt.Errorf("--network %q: none or host (CNI networks are not built yet): %w", f.network, errdefs.ErrNotImplemented)
+	}
+	for _, ef := range f.envFiles {
+		data, err := os.ReadFile(ef)
+		if err != nil {
+			return cfg, fmt.Errorf("--env-file: %w", err)
+		}
+		var fromFile []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				fromFile = append(fromFile, l)
+			}
+		}
+		cfg.Env = append(fromFile, cfg.Env...)
+	}
+	for _, o := range f.securityOpt {
+		switch o {
+		case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
+			cfg.NoNewPrivs = true
+		default:
+			return cfg, fmt.Errorf("--security-opt %q: only no-new-privileges so far: %w", o, errdefs.ErrNotImplemented)
+		}
+	}
+	for _, v := range f.volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || len(parts) > 3 || !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
+			return cfg, fmt.Errorf("-v %q: want /host/path:/container/path[:ro] (named volumes are not built yet): %w", v, errdefs.ErrInvalidArgument)
+		}
+		if _, err := os.Stat(parts[0]); err != nil {
+			return cfg, fmt.Errorf("-v %q: %w", v, err)
+		}
+		opts := []string{"rbind", "rprivate"}
+		if len(parts) == 3 {
+			switch parts[2] {
+			case "ro":
+				opts = append(opts, "ro")
+			case "rw":
+			default:
+				return cfg, fmt.Errorf("-v %q: options are ro or rw: %w", v, errdefs.ErrInvalidArgument)
+			}
+		}
+		cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: parts[1], Type: "bind", Source: parts[0], Options: opts})
+	}
+	for _, t := range f.tmpfs {
+		dst, opts, _ := strings.Cut(t, ":")
+		if !filepath.IsAbs(dst) {
+			return cfg, fmt.Errorf("--tmpfs %q: the path must be absolute: %w", t, errdefs.ErrInvalidArgument)
+		}
+		o := []string{"nosuid", "nodev"}
+		if opts != "" {
+			o = append(o, strings.Split(opts, ",")...)
+		}
+		cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: o})
+	}
+	if f.memory != "" {
+		n, err := parseSize(f.memory)
+		if err != nil {
+			return cfg, fmt.Errorf("--memory: %w", err)
+		}
+		cfg.Memory = n
+	}
+	for _, u := range f.ulimits {
+		r, err := parseUlimit(u)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Rlimits = append(cfg.Rlimits, r)
+	}
+	if f.logOpt != "" {
+		k, v, _ := strings.Cut(f.logOpt, "=")
+		if k != "max-size" {
+			return cfg, fmt.Errorf("--log-opt %q: only max-size: %w", f.logOpt, errdefs.ErrInvalidArgument)
+		}
+		n, err := parseSize(v)
+		if err != nil {
+			return cfg, fmt.Errorf("--log-opt: %w", err)
+		}
+		cfg.LogMaxSize = n
+	}
+	if f.rm && f.detach {
+		cfg.Remove = true
+	}
+	return cfg, nil
+}
+
+func parseSize(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "b": 1} {
+		if strings.HasSuffix(s, suffix) && len(s) > len(suffix) {
+			if _, err := strconv.ParseFloat(strings.TrimSuffix(s, suffix), 64); err == nil {
+				s, mult = strings.TrimSuffix(s, suffix), m
+				break
+			}
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number with b, k, m or g: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+var rlimitNames = map[string]string{"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "core": "RLIMIT_CORE", "memlock": "RLIMIT_MEMLOCK",
+	"stack": "RLIMIT_STACK", "fsize": "RLIMIT_FSIZE", "cpu": "RLIMIT_CPU", "as": "RLIMIT_AS", "data": "RLIMIT_DATA", "msgqueue": "RLIMIT_MSGQUEUE",
+	"nice": "RLIMIT_NICE", "rtprio": "RLIMIT_RTPRIO", "sigpending": "RLIMIT_SIGPENDING", "locks": "RLIMIT_LOCKS", "rss": "RLIMIT_RSS", "rttime": "RLIMIT_RTTIME"}
+
+func parseUlimit(s string) (specs.POSIXRlimit, error) {
+	k, v, ok := strings.Cut(s, "=")
+	typ, known := rlimitNames[k]
+	if !ok || !known {
+		return specs.POSIXRlimit{}, fmt.Errorf("--ulimit %q: want TYPE=SOFT[:HARD] with a known type: %w", s, errdefs.ErrInvalidArgument)
+	}
+	soft, hard, hasHard := strings.Cut(v, ":")
+	if !hasHard {
+		hard = soft
+	}
+	sn, err1 := strconv.ParseUint(soft, 10, 64)
+	hn, err2 := strconv.ParseUint(hard, 10, 64)
+	if err1 != nil || err2 != nil || sn > hn {
+		return specs.POSIXRlimit{}, fmt.Errorf("--ulimit %q: soft and hard must be numbers, soft <= hard: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return specs.POSIXRlimit{Type: typ, Soft: sn, Hard: hn}, nil
+}
+
+// ensureImage pulls ref as the policy says.
+func ensureImage(ctx context.Context, s *store, ref, policy string) error {
+	_, err := s.svc.LookupOne(ctx, ref)
+	switch {
+	case policy == "always" || policy == "missing" && errdefs.IsNotFound(err):
+		_, err = s.svc.Pull(ctx, ref, nil)
+		return err
+	case policy == "never" || policy == "missing":
+		return err
+	}
+	return fmt.Errorf("--pull %q: missing, always or never: %w", policy, errdefs.ErrInvalidArgument)
+}
+
+func createContainer(ctx context.Context, s *store, f *runFlags, cmd *cobra.Command, args []string) (metadata.Container, error) {
+	cfg, err := f.config(cmd, args[1:])
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	if err := ensureImage(ctx, s, args[0], f.pull); err != nil {
+		return metadata.Container{}, err
+	}
+	return s.eng.Create(ctx, args[0], f.name, f.runtime, cfg)
+}
+
+func runCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Run a command in a new container",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	cmd.RunE = storeRun(func(ctx context.Context, s *store, args []string) error {
+		c, err := createContainer(ctx, s, f, cmd, args)
+		if err != nil {
+			return err
+		}
+		if f.detach {
+			if _, err := s.eng.Start(ctx, c.ID); err != nil {
+				return err
+			}
+			fmt.Println(c.ID)
+			return nil
+		}
+		started, err := s.eng.Prepare(ctx, c.ID)
+		if err != nil {
+			if f.rm {
+				s.eng.Remove(context.WithoutCancel(ctx), c, true)
+			}
+			return err
+		}
+		a, err := attach(started.Dir, f.interactive, f.tty)
+		if err != nil {
+			return err
+		}
+		if err := started.Run(ctx); err != nil {
+			return err
+		}
+		code, err := a.stream()
+		if err != nil {
+			return err
+		}
+		if f.rm {
+			// The monitor has recorded the exit; remove what is left.
+			if err := s.eng.Remove(context.WithoutCancel(ctx), c, true); err != nil {
+				return err
+			}
+		}
+		if code != 0 {
+			return exitError{code, nil}
+		}
+		return nil
+	})
+	f.register(cmd, true)
+	return cmd
+}
+
+func createCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "create [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create a container without starting it",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	cmd.RunE = storeRun(func(ctx context.Context, s *store, args []string) error {
+		c, err := createContainer(ctx, s, f, cmd, args)
+		if err != nil {
+			return err
+		}
+		fmt.Println(c.ID)
+		return nil
+	})
+	f.register(cmd, false)
+	return cmd
+}
+
+// eachContainer runs fn on every container named, printing each name it
+// succeeded for; it goes on after a failure and returns all of them.
+func eachContainer(ctx context.Context, s *store, refs []string, fn func(metadata.Container) error) error {
+	var errs []error
+	for _, ref := range refs {
+		c, err := s.meta.GetContainer(ctx, ref)
+		if err == nil {
+			err = fn(c)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Println(ref)
+	}
+	return errors.Join(errs...)
+}
+
+func startCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "start CONTAINER...", Short: "Start created or stopped containers", Args: cobra.MinimumNArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			return eachContainer(ctx, s, args, func(c metadata.Container) error {
+				_, err := s.eng.Start(ctx, c.ID)
+				return err
+			})
+		}),
+	}
+}
+
+func stopCmd() *cobra.Command {
+	var timeout int
+	cmd := &cobra.Command{
+		Use: "stop [flags] CONTAINER...", Short: "Stop containers (SIGTERM, then SIGKILL after the timeout)", Args: cobra.MinimumNArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			return eachContainer(ctx, s, args, func(c metadata.Container) error {
+				return s.eng.Stop(ctx, c, time.Duration(timeout)*time.Second)
+			})
+		}),
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before SIGKILL")
+	return cmd
+}
+
+func killCmd() *cobra.Command {
+	var sig string
+	cmd := &cobra.Command{
+		Use: "kill [flags] CONTAINER...", Short: "Send a signal to containers", Args: cobra.MinimumNArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			n, err := parseSignal(sig)
+			if err != nil {
+				return err
+			}
+			return eachContainer(ctx, s, args, func(c metadata.Container) error { return s.eng.Kill(ctx, c, n) })
+		}),
+	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal name or number")
+	return cmd
+}
+
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), nil
+	}
+	if n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("signal %q: unknown: %w", s, errdefs.ErrInvalidArgument)
+}
+
+func rmCmd() *cobra.Command {
+	var force, all bool
+	cmd := &cobra.Command{
+		Use: "rm [flags] CONTAINER...", Short: "Remove containers", Aliases: []string{"container-rm"},
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			if all {
+				list, err := s.meta.ListContainers(ctx)
+				if err != nil {
+					return err
+				}
+				for _, c := range list {
+					args = append(args, c.ID)
+				}
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("give at least one container, or --all: %w", errdefs.ErrInvalidArgument)
+			}
+			return eachContainer(ctx, s, args, func(c metadata.Container) error { return s.eng.Remove(ctx, c, force) })
+		}),
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill running containers first")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all containers")
+	return cmd
+}
+
+func waitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "wait CONTAINER...", Short: "Wait for containers to exit and print their exit codes", Args: cobra.MinimumNArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			for _, ref := range args {
+				c, err := s.meta.GetContainer(ctx, ref)
+				if err != nil {
+					return err
+				}
+				code, err := s.eng.Wait(ctx, c)
+				if err != nil {
+					return err
+				}
+				fmt.Println(code)
+			}
+			return nil
+		}),
+	}
+}
+
+// psRow is one container as ps shows it (podman's field names).
+type psRow struct {
+	ID        string            `json:"Id"`
+	Names     []string          `json:"Names"`
+	Image     string            `json:"Image"`
+	ImageID   string            `json:"ImageID"`
+	Command   string            `json:"Command"`
+	CreatedAt time.Time         `json:"CreatedAt"`
+	State     string            `json:"State"`
+	Status    string            `json:"Status"`
+	ExitCode  int               `json:"ExitCode"`
+	Pid       int               `json:"Pid"`
+	Labels    map[string]string `json:"Labels"`
+	Name      string            `json:"-"`
+}
+
+func psCmd() *cobra.Command {
+	var all, quiet, noTrunc bool
+	var format string
+	var filters []string
+	cmd := &cobra.Command{
+		Use: "ps [flags]", Short: "List containers", Args: cobra.NoArgs,
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			list, err := s.meta.ListContainers(ctx)
+			if err != nil {
+				return err
+			}
+			var rows []psRow
+			for _, c := range list {
+				st, err := s.eng.State(ctx, c)
+				if err != nil {
+					return err
+				}
+				if !all && st.Status != engine.StatusRunning {
+					continue
+				}
+				cfg, _ := containerArgs(s, c)
+				r := psRow{ID: c.ID, Names: []string{c.Name}, Name: c.Name, Image: c.Image, ImageID: c.ImageID.Encoded(),
+					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels}
+				r.Status = statusText(st)
+				keep := true
+				for _, f := range filters {
+					k, v, _ := strings.Cut(f, "=")
+					switch k {
+					case "name":
+						keep = keep && strings.Contains(c.Name, v)
+					case "id":
+						keep = keep && strings.HasPrefix(c.ID, v)
+					case "status":
+						keep = keep && st.Status == v
+					case "ancestor":
+						keep = keep && (c.Image == v || strings.Contains(c.Image, v) || strings.HasPrefix(c.ImageID.Encoded(), v))
+					default:
+						return fmt.Errorf("--filter %q: name, id, status or ancestor: %w", f, errdefs.ErrInvalidArgument)
+					}
+				}
+				if keep {
+					rows = append(rows, r)
+				}
+			}
+			if quiet {
+				for _, r := range rows {
+					id := r.ID
+					if !noTrunc {
+						id = shortID(id)
+					}
+					fmt.Println(id)
+				}
+				return nil
+			}
+			return output(os.Stdout, format, rows, func(w io.Writer, rows []psRow) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+				for _, r := range rows {
+					id := r.ID
+					if !noTrunc {
+						id = shortID(id)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Image, ellipsis(r.Command, 24, noTrunc), since(r.CreatedAt), r.Status, r.Name)
+				}
+				return tw.Flush()
+			})
+		}),
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "all containers, not only running ones")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten")
+	cmd.Flags().StringVar(&format, "format", "table", "table, json, or a Go template")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "name=, id=, status=, ancestor=")
+	return cmd
+}
+
+func ellipsis(s string, n int, full bool) string {
+	if full || len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func statusText(st engine.State) string {
+	switch st.Status {
+	case engine.StatusRunning:
+		return "Up " + strings.TrimSuffix(since(st.StartedAt), " ago")
+	case engine.StatusExited:
+		if st.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", st.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s", st.ExitCode, since(st.FinishedAt))
+	}
+	return "Created"
+}
+
+// containerArgs reads the process args from the container's bundle.
+func containerArgs(s *store, c metadata.Container) ([]string, error) {
+	var spec specs.Spec
+	data, err := os.ReadFile(filepath.Join(s.eng.RunRoot, "containers", c.ID, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return nil, fmt.Errorf("container %s: bundle: %v", c.ID, err)
+	}
+	return spec.Process.Args, nil
+}
+
+func logsCmd() *cobra.Command {
+	var follow, timestamps bool
+	var tail int
+	var sinceFlag string
+	cmd := &cobra.Command{
+		Use: "logs [flags] CONTAINER", Short: "Show a container's output", Args: cobra.ExactArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			c, err := s.meta.GetContainer(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			var after time.Time
+			if sinceFlag != "" {
+				if d, err := time.ParseDuration(sinceFlag); err == nil {
+					after = time.Now().Add(-d)
+				} else if after, err = time.Parse(time.RFC3339, sinceFlag); err != nil {
+					return fmt.Errorf("--since %q: a duration (10m) or an RFC 3339 time: %w", sinceFlag, errdefs.ErrInvalidArgument)
+				}
+			}
+			return printLogs(ctx, s, c, logOptions{follow: follow, timestamps: timestamps, tail: tail, since: after})
+		}),
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the container exits")
+	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "show each line's time")
+	cmd.Flags().IntVarP(&tail, "tail", "n", -1, "only the last N lines")
+	cmd.Flags().StringVar(&sinceFlag, "since", "", "only lines since a time or duration ago")
+	return cmd
+}
+
+type logOptions struct {
+	follow, timestamps bool
+	tail               int
+	since              time.Time
+}
+
+// printLogs reads the CRI log: "<time> <stream> <F|P> <text>", joining
+// partial lines.
+func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions) error {
+	path := s.eng.LogPath(c.ID)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // never started
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	type line struct {
+		t      string
+		stream string
+		text   string
+	}
+	var pending = map[string]string{}
+	var lines []line
+	emit := func(l line) {
+		w := os.Stdout
+		if l.stream == "stderr" {
+			w = os.Stderr
+		}
+		if o.timestamps {
+			fmt.Fprintf(w, "%s %s\n", l.t, l.text)
+		} else {
+			fmt.Fprintln(w, l.text)
+		}
+	}
+	parse := func(raw string, collect bool) {
+		parts := strings.SplitN(raw, " ", 4)
+		if len(parts) < 4 {
+			return
+		}
+		if !o.since.IsZero() {
+			if t, err := time.Parse(time.RFC3339Nano, parts[0]); err == nil && t.Before(o.since) {
+				return
+			}
+		}
+		text := pending[parts[1]] + parts[3]
+		if parts[2] == "P" {
+			pending[parts[1]] = text
+			return
+		}
+		delete(pending, parts[1])
+		l := line{parts[0], parts[1], text}
+		if collect {
+			lines = append(lines, l)
+		} else {
+			emit(l)
+		}
+	}
+	r := bufio.NewReader(f)
+	readAll := func(collect bool) {
+		for {
+			raw, err := r.ReadString('\n')
+			if err != nil {
+				// An incomplete last line is read again when it is whole.
+				if raw != "" {
+					f.Seek(-int64(len(raw)), io.SeekCurrent)
+					r.Reset(f)
+				}
+				return
+			}
+			parse(strings.TrimSuffix(raw, "\n"), collect)
+		}
+	}
+	readAll(true)
+	if o.tail >= 0 && len(lines) > o.tail {
+		lines = lines[len(lines)-o.tail:]
+	}
+	for _, l := range lines {
+		emit(l)
+	}
+	if !o.follow {
+		return nil
+	}
+	for {
+		st, err := s.eng.State(ctx, c)
+		if err != nil {
+			return err
+		}
+		readAll(false)
+		if st.Status != engine.StatusRunning {
+			readAll(false)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func execCmd() *cobra.Command {
+	var x engine.ExecConfig
+	var interactive bool
+	cmd := &cobra.Command{
+		Use: "exec [flags] CONTAINER COMMAND [ARG...]", Short: "Run a command in a running container", Args: cobra.MinimumNArgs(2),
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.RunE = storeRun(func(ctx context.Context, s *store, args []string) error {
+		c, err := s.meta.GetContainer(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		x.Args = args[1:]
+		if x.TTY {
+			sock, done, err := consoleProxy(interactive)
+			if err != nil {
+				return err
+			}
+			defer done()
+			x.ConsoleSocket = sock
+		}
+		code, err := s.eng.Exec(ctx, c, x)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitError{code, nil}
+		}
+		return nil
+	})
+	f := cmd.Flags()
+	f.BoolVarP(&interactive, "interactive", "i", false, "pass standard input")
+	f.BoolVarP(&x.TTY, "tty", "t", false, "allocate a terminal")
+	f.BoolVarP(&x.Detach, "detach", "d", false, "do not wait for the command")
+	f.StringArrayVarP(&x.Env, "env", "e", nil, "KEY=VALUE")
+	f.StringVarP(&x.User, "user", "u", "", "uid[:gid]")
+	f.StringVarP(&x.WorkDir, "workdir", "w", "", "working directory")
+	return cmd
+}
+
+func inspectCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use: "inspect [flags] CONTAINER|IMAGE...", Short: "Show containers (or images) in detail", Args: cobra.MinimumNArgs(1),
+		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
+			type info struct {
+				metadata.Container
+				State   engine.State `json:"State"`
+				Args    []string     `json:"Args"`
+				LogPath string       `json:"LogPath"`
+			}
+			var out []any
+			for _, ref := range args {
+				c, err := s.meta.GetContainer(ctx, ref)
+				if errdefs.IsNotFound(err) {
+					rec, ierr := s.svc.LookupOne(ctx, ref)
+					if ierr != nil {
+						return fmt.Errorf("no container or image %q: %w", ref, errdefs.ErrNotFound)
+					}
+					i, err := s.svc.Inspect(ctx, rec)
+					if err != nil {
+						return err
+					}
+					out = append(out, i)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				st, err := s.eng.State(ctx, c)
+				if err != nil {
+					return err
+				}
+				a, _ := containerArgs(s, c)
+				out = append(out, info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c.ID)})
+			}
+			return output(os.Stdout, format, out, nil)
+		}),
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "json", "json, or a Go template")
+	return cmd
+}

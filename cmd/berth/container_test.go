@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// containerCLI is a berth on a fresh store holding the fixture image as
+// localhost/fixture:1 (loaded from a docker archive: no registry needed).
+func containerCLI(t *testing.T) *cli {
+	t.Helper()
+	runtimeBin(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	c := newCLI(t)
+	archive := filepath.Join(t.TempDir(), "fixture.tar")
+	tag, _ := name.NewTag("localhost/fixture:1")
+	if err := tarball.WriteToFile(archive, tag, fixtureImage(t, "amd64")); err != nil {
+		t.Fatal(err)
+	}
+	c.must("load", "-q", "-i", archive)
+	t.Cleanup(func() { c.run("rm", "-a", "-f") })
+	return c
+}
+
+// code runs berth and returns its output and exit code.
+func (c *cli) code(args ...string) (string, int) {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out, ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("berth %s: %v", strings.Join(args, " "), err)
+	}
+	return out, 0
+}
+
+const fixture = "localhost/fixture:1"
+
+func TestRunForeground(t *testing.T) {
+	c := containerCLI(t)
+	if out, code := c.code("run", "--rm", fixture); code != 0 || out != "hello from layer 1\n" {
+		t.Fatalf("run with the image's command: %d %q", code, out)
+	}
+	if out, code := c.code("run", "--rm", fixture, "sh", "-c", "echo out; echo err >&2; exit 7"); code != 7 || !strings.Contains(out, "out\n") || !strings.Contains(out, "err\n") || strings.Contains(out, "Error") {
+		t.Fatalf("exit code and streams: %d %q", code, out)
+	}
+	// Options that shape the process.
+	out, code := c.code("run", "--rm", "-e", "A=1", "-w", "/data", "--hostname", "box", "-u", "1234:5678", fixture,
+		"sh", "-c", "echo $A $(pwd) $(busybox hostname) $(busybox id -u):$(busybox id -g)")
+	if code != 0 || out != "1 /data box 1234:5678\n" {
+		t.Fatalf("env, workdir, hostname, user: %d %q", code, out)
+	}
+	if out, code := c.code("run", "--rm", "--read-only", fixture, "sh", "-c", "echo x > /data/new"); code == 0 {
+		t.Fatalf("--read-only: a write succeeded: %q", out)
+	}
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "f"), []byte("from the host\n"), 0o644)
+	if out, code := c.code("run", "--rm", "-v", host+":/mnt:ro", fixture, "sh", "-c", "cat /mnt/f; echo y > /mnt/g"); code == 0 || !strings.Contains(out, "from the host") {
+		t.Fatalf("-v ro: %d %q", code, out)
+	}
+	if out, code := c.code("run", "--rm", "-v", host+":/mnt", fixture, "sh", "-c", "echo y > /mnt/g"); code != 0 {
+		t.Fatalf("-v rw: %d %q", code, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "g")); string(b) != "y\n" {
+		t.Errorf("the container's write is not on the host: %q", b)
+	}
+	if out, code := c.code("run", "--rm", "--entrypoint", "/bin/busybox", fixture, "echo", "via", "entrypoint"); code != 0 || out != "via entrypoint\n" {
+		t.Fatalf("--entrypoint: %d %q", code, out)
+	}
+	// Nothing is left of --rm containers, and the store is sound.
+	if out := c.must("ps", "-a", "-q"); out != "" {
+		t.Errorf("containers left after --rm: %q", out)
+	}
+	if out := c.must("system", "check"); !strings.Contains(out, "consistent") {
+		t.Errorf("system check: %s", out)
+	}
+	// A terminal: -t through a pty (script(1) gives berth one).
+	if _, err := exec.LookPath("script"); err == nil {
+		cmd := exec.Command("script", "-qec", berthBin+" "+strings.Join(c.args, " ")+" run --rm -t "+fixture+" busybox tty", "/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "/dev/pts/") {
+			t.Errorf("run -t: %v %q", err, out)
+		}
+	}
+}
+
+func TestDetached(t *testing.T) {
+	c := containerCLI(t)
+	id := strings.TrimSpace(c.must("run", "-d", "--name", "ticker", fixture, "sh", "-c",
+		"trap 'echo bye; exit 0' TERM; echo started; while true; do busybox sleep 0.1; done"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	waitFor(t, func() bool { return strings.Contains(c.must("logs", "ticker"), "started") })
+	if out := c.must("ps", "--format", "{{.Name}} {{.State}}"); out != "ticker running\n" {
+		t.Fatalf("ps: %q", out)
+	}
+	if out, code := c.code("exec", "ticker", "sh", "-c", "echo in $(busybox hostname); exit 3"); code != 3 || out != "in "+id[:12]+"\n" {
+		t.Fatalf("exec: %d %q", code, out)
+	}
+	if out, code := c.code("rm", "ticker"); code == 0 {
+		t.Fatalf("rm of a running container: %q", out)
+	}
+	if out, code := c.code("rmi", fixture); code == 0 {
+		t.Fatalf("rmi of an image a container uses: %q", out)
+	}
+	c.must("stop", "-t", "5", "ticker")
+	if out := c.must("ps", "-a", "--format", "{{.Name}} {{.State}} {{.ExitCode}}"); out != "ticker exited 0\n" {
+		t.Fatalf("after stop (the trap exits 0): %q", out)
+	}
+	if out := c.must("logs", "ticker"); !strings.HasPrefix(out, "started\n") || !strings.HasSuffix(out, "bye\n") {
+		t.Fatalf("logs: %q", out)
+	}
+	// Started again: the same container runs again.
+	c.must("start", "ticker")
+	waitFor(t, func() bool { return c.must("ps", "-q") != "" })
+	c.must("rm", "-f", "ticker")
+	if out := c.must("ps", "-a", "-q"); out != "" {
+		t.Fatalf("after rm -f: %q", out)
+	}
+	c.must("rmi", fixture) // no container uses it now
+}
+
+// TestKilledFromOutside: the container's process killed by someone else,
+// and then a container whose monitor was killed: ps tells the truth and rm
+// cleans up.
+func TestKilledFromOutside(t *testing.T) {
+	c := containerCLI(t)
+	c.must("run", "-d", "--name", "victim", fixture, "busybox", "sleep", "60")
+	var info []struct {
+		ID    string
+		State struct{ Pid int }
+	}
+	json.Unmarshal([]byte(c.must("inspect", "victim")), &info)
+	if len(info) != 1 || info[0].State.Pid <= 0 {
+		t.Fatalf("inspect: %+v", info)
+	}
+	syscall.Kill(info[0].State.Pid, syscall.SIGKILL)
+	waitFor(t, func() bool { return c.must("ps", "-a", "--format", "{{.State}} {{.ExitCode}}") == "exited 137\n" })
+
+	c.must("run", "-d", "--name", "orphan", fixture, "busybox", "sleep", "60")
+	json.Unmarshal([]byte(c.must("inspect", "orphan")), &info)
+	dir := strings.TrimSuffix(c.must("inspect", "--format", "{{.LogPath}}", "orphan"), "/ctr.log\n")
+	mon, _ := os.ReadFile(filepath.Join(dir, "monitor.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(mon)))
+	syscall.Kill(pid, syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+	if out := c.must("ps", "--format", "{{.Name}} {{.State}}"); out != "orphan running\n" {
+		t.Errorf("with its monitor killed, the container still runs: ps says %q", out)
+	}
+	c.must("rm", "-f", "orphan", "victim")
+	if out := c.must("ps", "-a", "-q"); out != "" {
+		t.Fatalf("after rm -f: %q", out)
+	}
+	if out := c.must("system", "check"); !strings.Contains(out, "consistent") {
+		t.Errorf("system check: %s", out)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("timed out waiting")
+}

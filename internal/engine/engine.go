@@ -1,0 +1,636 @@
+// Package engine is the containers' life cycle on one store: create (from
+// an image, through specgen), start (through a berth-monitor and an OCI
+// runtime), stop, kill, remove, state, logs. berth uses it now, berthd
+// later; see docs/engine.md.
+package engine
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/fsutil"
+	"github.com/berthdev/berth/internal/imagesvc"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/monitor"
+	"github.com/berthdev/berth/internal/ociruntime"
+	"github.com/berthdev/berth/internal/specgen"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Engine runs containers from one store.
+type Engine struct {
+	Images  *imagesvc.Service
+	Meta    *metadata.DB
+	RunRoot string
+	// Monitor is the berth-monitor binary.
+	Monitor string
+}
+
+// Config is what a container is made with (kept in its record).
+type Config struct {
+	Entrypoint    []string            `json:"entrypoint,omitempty"`
+	EntrypointSet bool                `json:"entrypointSet,omitempty"`
+	Args          []string            `json:"args,omitempty"`
+	Env           []string            `json:"env,omitempty"`
+	WorkDir       string              `json:"workDir,omitempty"`
+	User          string              `json:"user,omitempty"`
+	Hostname      string              `json:"hostname,omitempty"`
+	TTY           bool                `json:"tty,omitempty"`
+	Stdin         bool                `json:"stdin,omitempty"`
+	ReadOnly      bool                `json:"readOnly,omitempty"`
+	Privileged    bool                `json:"privileged,omitempty"`
+	NoNewPrivs    bool                `json:"noNewPrivileges,omitempty"`
+	CapAdd        []string            `json:"capAdd,omitempty"`
+	CapDrop       []string            `json:"capDrop,omitempty"`
+	Network       string              `json:"network,omitempty"` // "none" (default for now) or "host"
+	Mounts        []specs.Mount       `json:"mounts,omitempty"`
+	Memory        int64               `json:"memory,omitempty"`
+	CPUs          float64             `json:"cpus,omitempty"`
+	PidsLimit     int64               `json:"pidsLimit,omitempty"`
+	Rlimits       []specs.POSIXRlimit `json:"rlimits,omitempty"`
+	Remove        bool                `json:"remove,omitempty"`
+	LogMaxSize    int64               `json:"logMaxSize,omitempty"`
+	StopSignal    string              `json:"stopSignal,omitempty"`
+}
+
+// dir is a container's directory: bundle (config.json, rootfs), log,
+// monitor files.
+func (e *Engine) dir(id string) string { return filepath.Join(e.RunRoot, "containers", id) }
+
+// LogPath is where a container's log is.
+func (e *Engine) LogPath(id string) string { return filepath.Join(e.dir(id), "ctr.log") }
+
+func newID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func snapshotKey(id string) string { return "container-" + id }
+
+// Create makes a container from image (a stored image; the caller pulls),
+// named name ("" for one made from its ID), on runtime ("" for
+// berth-runtime). It records the container, prepares its rootfs snapshot
+// and writes its bundle; nothing runs yet.
+func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Config) (_ metadata.Container, retErr error) {
+	img, err := e.Images.LookupOne(ctx, image)
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	rt, err := ociruntime.Find(runtime, e.RunRoot)
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	switch cfg.Network {
+	case "", "none", "host":
+	default:
+		return metadata.Container{}, fmt.Errorf("--network %q: only none and host exist so far: %w", cfg.Network, errdefs.ErrNotImplemented)
+	}
+	id := newID()
+	if name == "" {
+		name = "berth_" + id[:12]
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	c := metadata.Container{ID: id, Name: name, Image: img.Name, ImageID: img.Config, Snapshot: snapshotKey(id), Runtime: rt.Path, Config: raw}
+	// The record first: a crash then leaves a record whose snapshot may be
+	// missing (rm copes), never a snapshot nothing names.
+	if c, err = e.Meta.CreateContainer(ctx, c); err != nil {
+		return c, err
+	}
+	defer func() {
+		if retErr != nil {
+			e.cleanup(context.WithoutCancel(ctx), c)
+		}
+	}()
+	if _, err := e.Images.Snapshots.Prepare(ctx, c.Snapshot, img.SnapshotKey, map[string]string{"berth.container": id}); err != nil {
+		return c, err
+	}
+	if err := e.writeBundle(ctx, c, cfg, img.Name); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// mountRootfs mounts the container's snapshot at dir/rootfs, unless it is
+// mounted already.
+func (e *Engine) mountRootfs(ctx context.Context, c metadata.Container) (string, error) {
+	target := filepath.Join(e.dir(c.ID), "rootfs")
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return "", err
+	}
+	if mounted(target) {
+		return target, nil
+	}
+	ms, err := e.Images.Snapshots.Mounts(ctx, c.Snapshot)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if err := m.Mount(target); err != nil {
+			return "", err
+		}
+	}
+	return target, nil
+}
+
+// mounted reports whether path is a mount point (its device differs from
+// its parent's, or it is a bind of the same device: checked by mountinfo).
+func mounted(path string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Config, imageName string) error {
+	dir := e.dir(c.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	rootfs, err := e.mountRootfs(ctx, c)
+	if err != nil {
+		return err
+	}
+	rec, err := e.Images.LookupOne(ctx, imageName)
+	if err != nil {
+		return err
+	}
+	info, err := e.Images.Inspect(ctx, rec)
+	if err != nil {
+		return err
+	}
+	hostname := cfg.Hostname
+	if hostname == "" && cfg.Network != "host" {
+		hostname = c.ID[:12]
+	}
+	files, err := e.etcFiles(dir, hostname, cfg.Network)
+	if err != nil {
+		return err
+	}
+	network := ""
+	if cfg.Network == "host" {
+		network = "host"
+	}
+	spec, err := specgen.Generate(specgen.Options{
+		ID: c.ID, Image: info.Config, Rootfs: rootfs,
+		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
+		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
+		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,
+		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Network: network,
+		Files: files, Mounts: cfg.Mounts, Memory: cfg.Memory, CPUs: cfg.CPUs, PidsLimit: cfg.PidsLimit,
+		Rlimits: cfg.Rlimits, CgroupPath: "/berth/" + c.ID,
+	})
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		return err
+	}
+	return fsutil.ReplaceFile(filepath.Join(dir, "config.json"), data, 0o600)
+}
+
+// etcFiles writes the container's /etc/hosts, /etc/resolv.conf and
+// /etc/hostname (none of them for the host's network: the image's own are
+// kept then, as podman does for resolv.conf... and the host's are bound).
+func (e *Engine) etcFiles(dir, hostname, network string) (map[string]string, error) {
+	files := map[string]string{}
+	if network == "host" {
+		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+			if _, err := os.Stat(f); err == nil {
+				files[f] = f
+			}
+		}
+		return files, nil
+	}
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolv = nil
+	}
+	for name, content := range map[string][]byte{"hosts": []byte(hosts), "resolv.conf": resolv, "hostname": []byte(hostname + "\n")} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			return nil, err
+		}
+		files["/etc/"+name] = p
+	}
+	return files, nil
+}
+
+// config decodes a container's engine config.
+func config(c metadata.Container) (Config, error) {
+	var cfg Config
+	if len(c.Config) == 0 {
+		return cfg, nil
+	}
+	if err := json.Unmarshal(c.Config, &cfg); err != nil {
+		return cfg, fmt.Errorf("container %s: config: %v: %w", c.ID, err, errdefs.ErrInvalidArgument)
+	}
+	return cfg, nil
+}
+
+// Started is a container whose monitor reported it created; the caller
+// may attach before calling Run.
+type Started struct {
+	C   metadata.Container
+	rt  *ociruntime.Runtime
+	Dir string
+}
+
+// Prepare starts a created (or exited) container's monitor, which has the
+// runtime create it; Run then starts its process. Attach clients that
+// connect in between see all of its output.
+func (e *Engine) Prepare(ctx context.Context, ref string) (*Started, error) {
+	c, err := e.Meta.GetContainer(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status == StatusRunning {
+		return nil, fmt.Errorf("container %s is running already: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	cfg, err := config(c)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err != nil {
+		return nil, err
+	}
+	dir := e.dir(c.ID)
+	// A restart: the runtime's old state and the last exit go first.
+	rt.Delete(ctx, c.ID, true)
+	os.Remove(filepath.Join(dir, monitor.ExitFile))
+	rootfs, err := e.mountRootfs(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--id", c.ID, "--dir", dir, "--runtime", rt.Path, "--runtime-root", rt.Root,
+		"--log", e.LogPath(c.ID), "--rootfs", rootfs}
+	if cfg.LogMaxSize > 0 {
+		args = append(args, "--log-max-size", strconv.FormatInt(cfg.LogMaxSize, 10))
+	}
+	if cfg.TTY {
+		args = append(args, "--tty")
+	}
+	if cfg.Stdin {
+		args = append(args, "--stdin")
+	}
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer syncR.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		syncW.Close()
+		return nil, err
+	}
+	defer devnull.Close()
+	cmd := exec.Command(e.Monitor, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	cmd.ExtraFiles = []*os.File{syncW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		syncW.Close()
+		return nil, fmt.Errorf("berth-monitor: %w", err)
+	}
+	syncW.Close()
+	go cmd.Wait() // reaped if this process lives on; otherwise init adopts it
+	var msg struct {
+		Pid   int    `json:"pid"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(syncR).Decode(&msg); err != nil {
+		return nil, fmt.Errorf("container %s: the monitor ended without a word: %w", c.Name, errdefs.ErrUnavailable)
+	}
+	if msg.Error != "" {
+		return nil, fmt.Errorf("container %s: %s: %w", c.Name, msg.Error, errdefs.ErrFailedPrecond)
+	}
+	return &Started{C: c, rt: rt, Dir: dir}, nil
+}
+
+// Run starts the container's process.
+func (s *Started) Run(ctx context.Context) error {
+	if err := s.rt.Start(ctx, s.C.ID); err != nil {
+		return fmt.Errorf("container %s: %w", s.C.Name, err)
+	}
+	os.WriteFile(filepath.Join(s.Dir, "started"), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o644)
+	return nil
+}
+
+// Start is Prepare then Run, for a container nobody attaches to.
+func (e *Engine) Start(ctx context.Context, ref string) (metadata.Container, error) {
+	s, err := e.Prepare(ctx, ref)
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	return s.C, s.Run(ctx)
+}
+
+// Container states.
+const (
+	StatusCreated = "created"
+	StatusRunning = "running"
+	StatusExited  = "exited"
+)
+
+// State is what a container is doing, read from its monitor's files and
+// processes, so it is right even when the container was killed from
+// outside or berth was not running.
+type State struct {
+	Status     string
+	Pid        int
+	ExitCode   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Error      string
+}
+
+// State reads c's state.
+func (e *Engine) State(ctx context.Context, c metadata.Container) (State, error) {
+	dir := e.dir(c.ID)
+	var st State
+	if b, err := os.ReadFile(filepath.Join(dir, "started")); err == nil {
+		st.StartedAt, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	}
+	if x, err := monitor.ReadExit(dir); err == nil {
+		st.Status, st.ExitCode, st.FinishedAt, st.Error = StatusExited, x.Code, x.ExitedAt, x.Error
+		return st, nil
+	}
+	monPid := readPid(filepath.Join(dir, monitor.MonitorPid))
+	if monPid == 0 {
+		st.Status = StatusCreated
+		return st, nil
+	}
+	if alive(monPid) {
+		st.Status, st.Pid = StatusRunning, readPid(filepath.Join(dir, monitor.PidFile))
+		if st.StartedAt.IsZero() {
+			st.Status = StatusCreated // created by its monitor, not started
+		}
+		return st, nil
+	}
+	// The monitor died without writing the exit (killed): the runtime
+	// knows whether the container still runs.
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err == nil {
+		if rs, err := rt.State(ctx, c.ID); err == nil && rs.Status == specs.StateRunning {
+			st.Status, st.Pid = StatusRunning, rs.Pid
+			return st, nil
+		}
+	}
+	st.Status, st.ExitCode, st.Error = StatusExited, 255, "its monitor was killed; the exit code is unknown"
+	return st, nil
+}
+
+func readPid(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// Wait blocks until c has exited and returns its exit code.
+func (e *Engine) Wait(ctx context.Context, c metadata.Container) (int, error) {
+	for {
+		st, err := e.State(ctx, c)
+		if err != nil {
+			return 0, err
+		}
+		if st.Status == StatusExited {
+			return st.ExitCode, nil
+		}
+		if st.Status == StatusCreated && st.StartedAt.IsZero() && readPid(filepath.Join(e.dir(c.ID), monitor.MonitorPid)) == 0 {
+			return 0, fmt.Errorf("container %s was never started: %w", c.Name, errdefs.ErrFailedPrecond)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Kill sends sig to the container's processes.
+func (e *Engine) Kill(ctx context.Context, c metadata.Container, sig unix.Signal) error {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return err
+	}
+	if st.Status != StatusRunning {
+		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err != nil {
+		return err
+	}
+	return rt.Kill(ctx, c.ID, int(sig), sig == unix.SIGKILL)
+}
+
+// Stop sends the stop signal (the image's, or SIGTERM), waits timeout for
+// the container to exit, then kills it.
+func (e *Engine) Stop(ctx context.Context, c metadata.Container, timeout time.Duration) error {
+	cfg, _ := config(c)
+	sig := unix.SIGTERM
+	if s := unix.SignalNum(strings.ToUpper("SIG" + strings.TrimPrefix(strings.ToUpper(cfg.StopSignal), "SIG"))); cfg.StopSignal != "" && s != 0 {
+		sig = s
+	}
+	if err := e.Kill(ctx, c, sig); err != nil {
+		if errdefs.IsFailedPrecond(err) {
+			return nil // not running: stopped already
+		}
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := e.Wait(wctx, c); err == nil {
+		return nil
+	}
+	if err := e.Kill(ctx, c, unix.SIGKILL); err != nil && !errdefs.IsFailedPrecond(err) {
+		return err
+	}
+	_, err := e.Wait(ctx, c)
+	return err
+}
+
+// Remove deletes a container: its runtime state, rootfs, snapshot, files
+// and record. A running container needs force (it is killed).
+func (e *Engine) Remove(ctx context.Context, c metadata.Container, force bool) error {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return err
+	}
+	if st.Status == StatusRunning {
+		if !force {
+			return fmt.Errorf("container %s is running: stop it first, or use --force: %w", c.Name, errdefs.ErrFailedPrecond)
+		}
+		if err := e.Kill(ctx, c, unix.SIGKILL); err != nil && !errdefs.IsFailedPrecond(err) {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := e.Wait(wctx, c)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("container %s: did not exit after SIGKILL: %w", c.Name, err)
+		}
+	}
+	return e.cleanup(ctx, c)
+}
+
+// cleanup removes what a container has, whatever state it was left in.
+func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
+	if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil {
+		rt.Delete(ctx, c.ID, true)
+	}
+	dir := e.dir(c.ID)
+	unix.Unmount(filepath.Join(dir, "rootfs"), unix.MNT_DETACH)
+	var errs []error
+	if err := e.Images.Snapshots.Remove(ctx, c.Snapshot); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.Meta.DeleteContainer(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ExecConfig is a process to run in a running container.
+type ExecConfig struct {
+	Args    []string
+	Env     []string
+	User    string // uid[:gid]
+	WorkDir string
+	TTY     bool
+	Detach  bool
+	// ConsoleSocket receives the terminal's master for TTY.
+	ConsoleSocket string
+}
+
+// Exec runs a process in c, with the container's process as the template
+// (environment, user, capabilities), through the runtime; the process
+// inherits stdio unless it has a terminal. It returns the process's exit
+// code (0 for Detach).
+func (e *Engine) Exec(ctx context.Context, c metadata.Container, x ExecConfig) (int, error) {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status != StatusRunning {
+		return 0, fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	if len(x.Args) == 0 {
+		return 0, fmt.Errorf("exec: no command: %w", errdefs.ErrInvalidArgument)
+	}
+	dir := e.dir(c.ID)
+	var spec specs.Spec
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return 0, fmt.Errorf("container %s: bundle: %v: %w", c.Name, err, errdefs.ErrFailedPrecond)
+	}
+	p := *spec.Process
+	p.Args, p.Terminal = x.Args, x.TTY
+	for _, kv := range x.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		p.Env = append(slicesDeleteEnv(p.Env, k), kv)
+	}
+	if x.WorkDir != "" {
+		p.Cwd = x.WorkDir
+	}
+	if x.User != "" {
+		u, g, _ := strings.Cut(x.User, ":")
+		uid, err1 := strconv.ParseUint(u, 10, 32)
+		gid, err2 := strconv.ParseUint(cmp.Or(g, "0"), 10, 32)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("exec --user %q: numeric uid[:gid]: %w", x.User, errdefs.ErrInvalidArgument)
+		}
+		p.User = specs.User{UID: uint32(uid), GID: uint32(gid)}
+	}
+	pf, err := os.CreateTemp(dir, "exec-*.json")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(pf.Name())
+	if err := json.NewEncoder(pf).Encode(p); err != nil {
+		pf.Close()
+		return 0, err
+	}
+	pf.Close()
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err != nil {
+		return 0, err
+	}
+	args := []string{"exec", "--process", pf.Name()}
+	if x.TTY {
+		args = append(args, "--console-socket", x.ConsoleSocket)
+	}
+	if x.Detach {
+		args = append(args, "--detach")
+	}
+	cmd := rt.Command(ctx, append(args, c.ID)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 0, err
+	}
+	return 0, nil
+}
+
+func slicesDeleteEnv(env []string, k string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, k+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
