@@ -55,6 +55,11 @@ type Options struct {
 	Labels     map[string]string
 }
 
+// Version is the ociVersion written: what is generated uses only fields
+// of runtime-spec 1.0.2, and runtimes such as crun 1.8 refuse a version
+// newer than they know.
+const Version = "1.0.2-dev"
+
 // DefaultCapabilities are podman's: what most images need, without the
 // ones that reach the host (SYS_ADMIN, NET_ADMIN, SYS_MODULE, ...).
 var DefaultCapabilities = []string{
@@ -94,7 +99,7 @@ func Generate(o Options) (*specs.Spec, error) {
 		hostname = shortID(o.ID)
 	}
 	s := &specs.Spec{
-		Version: specs.Version,
+		Version: Version,
 		Root:    &specs.Root{Path: o.Rootfs, Readonly: o.ReadOnly},
 		Process: &specs.Process{
 			Terminal: o.TTY,
