@@ -1,8 +1,8 @@
 // Command berth-monitor watches one container for berth, as conmon does for
 // podman: it is the container's parent (a child subreaper), holds its stdio
 // (pipes, or the terminal's master), writes its log in the CRI format,
-// serves attach clients on a unix socket, records the exit code, and has
-// the runtime delete the container. berth starts it detached (setsid), so
+// serves attach clients on a unix socket, records the exit code, and
+// unmounts the container's root file system. berth starts it detached (setsid), so
 // containers outlive the command that ran them.
 //
 // berth-monitor --id ID --dir DIR --runtime PATH --runtime-root DIR --log FILE
@@ -145,7 +145,9 @@ func (m *mon) run(syncPipe *os.File) error {
 	}
 	m.log.Close()
 	monitor.WriteExit(m.o.dir, st)
-	m.runtimeCmd("delete", "--force", m.o.id).Run()
+	// The runtime's record of the stopped container stays until berth
+	// starts it again or removes it (`runtime delete` costs a process
+	// start; `run --rm` removes right away anyway).
 	if m.o.rootfs != "" {
 		unix.Unmount(m.o.rootfs, unix.MNT_DETACH)
 	}

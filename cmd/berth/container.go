@@ -236,10 +236,12 @@ func runCmd() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 	}
 	cmd.RunE = storeRun(func(ctx context.Context, s *store, args []string) error {
+		phase := timer()
 		c, err := createContainer(ctx, s, f, cmd, args)
 		if err != nil {
 			return err
 		}
+		phase("create")
 		if f.detach {
 			if _, err := s.eng.Start(ctx, c.ID); err != nil {
 				return err
@@ -254,6 +256,7 @@ func runCmd() *cobra.Command {
 			}
 			return err
 		}
+		phase("monitor and runtime create")
 		a, err := attach(started.Dir, f.interactive, f.tty)
 		if err != nil {
 			return err
@@ -261,15 +264,18 @@ func runCmd() *cobra.Command {
 		if err := started.Run(ctx); err != nil {
 			return err
 		}
+		phase("runtime start")
 		code, err := a.stream()
 		if err != nil {
 			return err
 		}
+		phase("run, exit, monitor cleanup")
 		if f.rm {
 			// The monitor has recorded the exit; remove what is left.
 			if err := s.eng.Remove(context.WithoutCancel(ctx), c, true); err != nil {
 				return err
 			}
+			phase("remove")
 		}
 		if code != 0 {
 			return exitError{code, nil}
@@ -751,4 +757,16 @@ func inspectCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "json", "json, or a Go template")
 	return cmd
+}
+
+// timer returns a function that, with --log-level debug, prints how long
+// each phase since the last call took (to find where a run's time goes).
+func timer() func(string) {
+	last := time.Now()
+	return func(name string) {
+		if g.logLevel == "debug" {
+			fmt.Fprintf(os.Stderr, "berth: %-28s %6.2f ms\n", name, float64(time.Since(last).Microseconds())/1000)
+		}
+		last = time.Now()
+	}
 }

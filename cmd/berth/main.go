@@ -134,11 +134,13 @@ func (s *store) close() { s.meta.Close() }
 func storeRun(fn func(ctx context.Context, s *store, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
+		phase := timer()
 		s, err := openStore(ctx)
 		if err != nil {
 			return err
 		}
 		defer s.close()
+		phase("open the store")
 		return fn(ctx, s, args)
 	}
 }

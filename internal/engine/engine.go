@@ -287,7 +287,9 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (*Started, error) {
 	}
 	dir := e.dir(c.ID)
 	// A restart: the runtime's old state and the last exit go first.
-	rt.Delete(ctx, c.ID, true)
+	if rt.Has(c.ID) {
+		rt.Delete(ctx, c.ID, true)
+	}
 	os.Remove(filepath.Join(dir, monitor.ExitFile))
 	rootfs, err := e.mountRootfs(ctx, c)
 	if err != nil {
@@ -520,7 +522,7 @@ func (e *Engine) Remove(ctx context.Context, c metadata.Container, force bool) e
 
 // cleanup removes what a container has, whatever state it was left in.
 func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
-	if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil {
+	if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil && rt.Has(c.ID) {
 		rt.Delete(ctx, c.ID, true)
 	}
 	dir := e.dir(c.ID)

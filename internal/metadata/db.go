@@ -62,6 +62,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	for _, o := range opts {
 		o(db)
 	}
+	// A store that has its schema is only read (a write costs two
+	// fsyncs, on every berth command); a new or older one is written.
+	if _, err := os.Stat(path); err == nil {
+		if err := db.view(ctx, func(buckets) error { return nil }); err == nil {
+			return db, nil
+		}
+	}
 	err := db.update(ctx, func(tx *bolt.Tx) error { return initSchema(tx, path) }, false)
 	if err != nil {
 		return nil, err

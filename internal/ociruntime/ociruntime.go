@@ -104,6 +104,14 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig int, all bool) error 
 	return err
 }
 
+// Has reports whether the runtime keeps state for id (runc's layout,
+// which crun and berth-runtime share: a directory per container below
+// --root). Callers skip a Delete, a process start, when it has none.
+func (r *Runtime) Has(id string) bool {
+	_, err := os.Stat(filepath.Join(r.Root, id))
+	return err == nil
+}
+
 // Delete removes the runtime's state of id (force: kill it first).
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	args := []string{"delete"}
