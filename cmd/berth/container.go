@@ -206,7 +206,10 @@ func parseUlimit(s string) (specs.POSIXRlimit, error) {
 
 // ensureImage pulls ref as the policy says.
 func ensureImage(ctx context.Context, s *store, ref, policy string) error {
-	_, err := s.svc.LookupOne(ctx, ref)
+	var err error
+	if policy != "always" {
+		_, err = s.svc.LookupOne(ctx, ref)
+	}
 	switch {
 	case policy == "always" || policy == "missing" && errdefs.IsNotFound(err):
 		_, err = s.svc.Pull(ctx, ref, nil)

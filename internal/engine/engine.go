@@ -122,7 +122,7 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 	if _, err := e.Images.Snapshots.Prepare(ctx, c.Snapshot, img.SnapshotKey, map[string]string{"berth.container": id}); err != nil {
 		return c, err
 	}
-	if err := e.writeBundle(ctx, c, cfg, img.Name); err != nil {
+	if err := e.writeBundle(ctx, c, cfg, img); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -166,7 +166,7 @@ func mounted(path string) bool {
 	return false
 }
 
-func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Config, imageName string) error {
+func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Config, img metadata.Image) error {
 	dir := e.dir(c.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -175,11 +175,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	if err != nil {
 		return err
 	}
-	rec, err := e.Images.LookupOne(ctx, imageName)
-	if err != nil {
-		return err
-	}
-	info, err := e.Images.Inspect(ctx, rec)
+	imgCfg, err := e.Images.Config(ctx, img)
 	if err != nil {
 		return err
 	}
@@ -196,7 +192,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		network = "host"
 	}
 	spec, err := specgen.Generate(specgen.Options{
-		ID: c.ID, Image: info.Config, Rootfs: rootfs,
+		ID: c.ID, Image: imgCfg.Config, Rootfs: rootfs,
 		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
 		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
 		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,

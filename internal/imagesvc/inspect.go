@@ -72,6 +72,11 @@ func (s *Service) Inspect(ctx context.Context, rec metadata.Image) (ImageInfo, e
 	return info, err
 }
 
+// Config reads and parses a stored image's config.
+func (s *Service) Config(ctx context.Context, rec metadata.Image) (v1.Image, error) {
+	return s.config(ctx, rec)
+}
+
 // config reads and parses a stored image's config.
 func (s *Service) config(ctx context.Context, rec metadata.Image) (v1.Image, error) {
 	var cfg v1.Image
