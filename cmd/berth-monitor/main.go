@@ -252,28 +252,10 @@ type consoleResult struct {
 	err error
 }
 
-// receiveConsole takes the terminal master the runtime sends (SCM_RIGHTS).
+// receiveConsole takes the terminal master the runtime sends.
 func receiveConsole(ln *net.UnixListener) consoleResult {
-	c, err := ln.AcceptUnix()
-	if err != nil {
-		return consoleResult{err: err}
-	}
-	defer c.Close()
-	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return consoleResult{err: err}
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) == 0 {
-		return consoleResult{err: fmt.Errorf("no terminal received: %v", err)}
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) == 0 {
-		return consoleResult{err: fmt.Errorf("no terminal received: %v", err)}
-	}
-	return consoleResult{f: os.NewFile(uintptr(fds[0]), "console")}
+	f, err := monitor.ReceiveTerminal(ln)
+	return consoleResult{f: f, err: err}
 }
 
 // reap waits for the container's init, reaping whatever else is

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/berthdev/berth/internal/monitor"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,27 +39,12 @@ func consoleProxy(interactive bool) (string, func(), error) {
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		c, err := ln.AcceptUnix()
+		master, err := monitor.ReceiveTerminal(ln)
 		if err != nil {
 			return
 		}
-		oob := make([]byte, unix.CmsgSpace(4))
-		_, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 4096), oob)
-		c.Close()
-		if err != nil {
-			return
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) == 0 {
-			return
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err != nil || len(fds) == 0 {
-			return
-		}
-		master := os.NewFile(uintptr(fds[0]), "console")
 		if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
-			unix.IoctlSetWinsize(fds[0], unix.TIOCSWINSZ, ws)
+			unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
 		}
 		if interactive {
 			go io.Copy(master, os.Stdin)

@@ -110,6 +110,12 @@ func TestDetached(t *testing.T) {
 	if out, code := c.code("exec", "ticker", "sh", "-c", "echo in $(busybox hostname); exit 3"); code != 3 || out != "in "+id[:12]+"\n" {
 		t.Fatalf("exec: %d %q", code, out)
 	}
+	if _, err := exec.LookPath("script"); err == nil {
+		cmd := exec.Command("script", "-qec", berthBin+" "+strings.Join(c.args, " ")+" exec -t ticker busybox tty", "/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "/dev/pts/") {
+			t.Errorf("exec -t: %v %q", err, out)
+		}
+	}
 	if out, code := c.code("rm", "ticker"); code == 0 {
 		t.Fatalf("rm of a running container: %q", out)
 	}

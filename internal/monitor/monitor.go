@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/fsutil"
+	"golang.org/x/sys/unix"
 )
 
 // Frame types.
@@ -222,4 +223,28 @@ func DialAttach(dir string) (*net.UnixConn, error) {
 	}
 	defer d.Close()
 	return net.DialUnix("unix", nil, &net.UnixAddr{Name: fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), AttachSock), Net: "unix"})
+}
+
+// ReceiveTerminal accepts one connection on ln and takes the terminal
+// master an OCI runtime sends on its console socket (SCM_RIGHTS).
+func ReceiveTerminal(ln *net.UnixListener) (*os.File, error) {
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 4096), oob)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) == 0 {
+		return nil, fmt.Errorf("console socket: no terminal received: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) == 0 {
+		return nil, fmt.Errorf("console socket: no terminal received: %v", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "console"), nil
 }
