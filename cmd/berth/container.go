@@ -50,7 +50,7 @@ func (f *runFlags) register(cmd *cobra.Command, run bool) {
 	fl.BoolVar(&f.cfg.Privileged, "privileged", false, "all capabilities and devices, no masked paths")
 	fl.StringArrayVar(&f.cfg.CapAdd, "cap-add", nil, "add a capability")
 	fl.StringArrayVar(&f.cfg.CapDrop, "cap-drop", nil, "drop a capability (ALL for all)")
-	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "no-new-privileges")
+	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "HOST:CONTAINER[:ro] bind mount")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "CONTAINER[:options] tmpfs mount")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (b, k, m, g)")
@@ -99,7 +99,18 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 		case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
 			cfg.NoNewPrivs = true
 		default:
-			return cfg, fmt.Errorf("--security-opt %q: only no-new-privileges so far: %w", o, errdefs.ErrNotImplemented)
+			k, v, _ := strings.Cut(o, "=")
+			if k != "seccomp" || v == "" {
+				return cfg, fmt.Errorf("--security-opt %q: no-new-privileges or seccomp=unconfined|PROFILE.json: %w", o, errdefs.ErrInvalidArgument)
+			}
+			if v != "unconfined" {
+				abs, err := filepath.Abs(v)
+				if err != nil {
+					return cfg, err
+				}
+				v = abs
+			}
+			cfg.Seccomp = v
 		}
 	}
 	for _, v := range f.volumes {

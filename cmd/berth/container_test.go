@@ -213,3 +213,28 @@ func TestRuntimes(t *testing.T) {
 		})
 	}
 }
+
+// TestSeccomp: the default profile is loaded, refuses what reaches the
+// host (new namespaces, mounts) and gives way to the matching capability;
+// seccomp=unconfined and --privileged run without one.
+func TestSeccomp(t *testing.T) {
+	c := containerCLI(t)
+	status := "busybox grep ^Seccomp: /proc/self/status"
+	if out, _ := c.code("run", "--rm", fixture, "sh", "-c", status); !strings.Contains(out, "\t2") {
+		t.Fatalf("default: %q, want a filter (2)", out)
+	}
+	for _, opts := range [][]string{{"--security-opt", "seccomp=unconfined"}, {"--privileged"}} {
+		if out, _ := c.code(append(append([]string{"run", "--rm"}, opts...), fixture, "sh", "-c", status)...); !strings.Contains(out, "\t0") {
+			t.Errorf("%v: %q, want no filter (0)", opts, out)
+		}
+	}
+	if out, code := c.code("run", "--rm", fixture, "busybox", "unshare", "-n", "true"); code == 0 {
+		t.Errorf("unshare -n under the default profile succeeded: %q", out)
+	}
+	if out, code := c.code("run", "--rm", "--cap-add", "SYS_ADMIN", fixture, "busybox", "unshare", "-n", "true"); code != 0 {
+		t.Errorf("unshare -n with CAP_SYS_ADMIN: %d %q", code, out)
+	}
+	if out, code := c.code("run", "--rm", fixture, "sh", "-c", "busybox sleep 0; echo ok"); code != 0 || out != "ok\n" {
+		t.Errorf("ordinary work under the default profile: %d %q", code, out)
+	}
+}

@@ -54,6 +54,7 @@ type Config struct {
 	ReadOnly      bool                `json:"readOnly,omitempty"`
 	Privileged    bool                `json:"privileged,omitempty"`
 	NoNewPrivs    bool                `json:"noNewPrivileges,omitempty"`
+	Seccomp       string              `json:"seccomp,omitempty"`
 	CapAdd        []string            `json:"capAdd,omitempty"`
 	CapDrop       []string            `json:"capDrop,omitempty"`
 	Network       string              `json:"network,omitempty"` // "none" (default for now) or "host"
@@ -196,7 +197,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
 		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
 		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,
-		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Network: network,
+		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Network: network,
 		Files: files, Mounts: cfg.Mounts, Memory: cfg.Memory, CPUs: cfg.CPUs, PidsLimit: cfg.PidsLimit,
 		Rlimits: cfg.Rlimits, CgroupPath: "/berth/" + c.ID,
 	})

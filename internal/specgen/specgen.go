@@ -8,8 +8,11 @@
 package specgen
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/berthdev/berth/internal/errdefs"
@@ -40,6 +43,10 @@ type Options struct {
 	CapAdd        []string
 	CapDrop       []string
 	NoNewPrivs    bool
+	// Seccomp is "" for the default profile (none when Privileged),
+	// "unconfined", or the path of a profile (the spec's linux.seccomp
+	// object, as JSON).
+	Seccomp string
 	// Network is "" (a new network namespace), "host", or a namespace path.
 	Network string
 	// Files are bind-mounted files the engine prepared (/etc/hosts,
@@ -137,6 +144,9 @@ func Generate(o Options) (*specs.Spec, error) {
 	if o.Network != "host" {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
+	if s.Linux.Seccomp, err = seccompProfile(o, caps); err != nil {
+		return nil, err
+	}
 	if o.Privileged {
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 	} else {
@@ -144,6 +154,27 @@ func Generate(o Options) (*specs.Spec, error) {
 		s.Linux.ReadonlyPaths = slices.Clone(readonlyPaths)
 	}
 	return s, nil
+}
+
+func seccompProfile(o Options, caps []string) (*specs.LinuxSeccomp, error) {
+	switch {
+	case o.Seccomp == "unconfined", o.Seccomp == "" && o.Privileged:
+		return nil, nil
+	case o.Seccomp == "":
+		return DefaultSeccomp(caps), nil
+	}
+	data, err := os.ReadFile(o.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile: %w", err)
+	}
+	var p specs.LinuxSeccomp
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("seccomp profile %s: %v: %w", o.Seccomp, err, errdefs.ErrInvalidArgument)
+	}
+	if p.DefaultAction == "" {
+		return nil, fmt.Errorf("seccomp profile %s: no defaultAction: %w", o.Seccomp, errdefs.ErrInvalidArgument)
+	}
+	return &p, nil
 }
 
 // command is docker's rule: an --entrypoint replaces the image's and drops
@@ -208,7 +239,7 @@ func environment(o Options, home string) ([]string, error) {
 func capabilities(o Options) ([]string, error) {
 	caps := slices.Clone(DefaultCapabilities)
 	if o.Privileged {
-		caps = slices.Clone(allCapabilities)
+		caps = hostCapabilities()
 	}
 	norm := func(c string) (string, error) {
 		c = strings.ToUpper(c)
@@ -240,7 +271,7 @@ func capabilities(o Options) ([]string, error) {
 			return nil, err
 		}
 		if c == "ALL" {
-			caps = slices.Clone(allCapabilities)
+			caps = hostCapabilities()
 			continue
 		}
 		if !slices.Contains(caps, c) {
@@ -257,6 +288,47 @@ var allCapabilities = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_PERFMON", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
 	"CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_NICE", "CAP_SYS_PACCT",
 	"CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+}
+
+// hostCapabilities are the capabilities of our own bounding set: what
+// "all" can mean (a host, or a sandbox around it, may hold some back, as
+// this project's machines hold back CAP_SYS_RESOURCE; asking for one the
+// runtime cannot have fails the container).
+func hostCapabilities() []string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return slices.Clone(allCapabilities)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		v, ok := strings.CutPrefix(line, "CapBnd:")
+		if !ok {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			break
+		}
+		var out []string
+		for _, c := range allCapabilities {
+			if n, ok := capNumbers[c]; ok && mask&(1<<n) != 0 {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return slices.Clone(allCapabilities)
+}
+
+// capNumbers are the capabilities' bit numbers (linux/capability.h).
+var capNumbers = map[string]uint{
+	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
+	"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10,
+	"CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+	"CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20,
+	"CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23, "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25,
+	"CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30,
+	"CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+	"CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
 }
 
 func mounts(o Options) []specs.Mount {

@@ -92,6 +92,9 @@ func TestConfinement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != "SCMP_ACT_ERRNO" {
+		t.Errorf("no default seccomp profile: %+v", s.Linux.Seccomp)
+	}
 	caps := s.Process.Capabilities.Bounding
 	if slices.Contains(caps, "CAP_CHOWN") || !slices.Contains(caps, "CAP_NET_ADMIN") || !slices.Contains(caps, "CAP_KILL") {
 		t.Errorf("capabilities %v", caps)
@@ -103,7 +106,7 @@ func TestConfinement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Process.Capabilities.Bounding) != len(allCapabilities) || len(p.Linux.MaskedPaths) != 0 || p.Hostname != "" {
+	if !slices.Equal(p.Process.Capabilities.Bounding, hostCapabilities()) || len(p.Linux.MaskedPaths) != 0 || p.Hostname != "" || p.Linux.Seccomp != nil {
 		t.Errorf("privileged, host network: %+v", p)
 	}
 	for _, ns := range p.Linux.Namespaces {
