@@ -474,6 +474,9 @@ func psCmd() *cobra.Command {
 				r := psRow{ID: c.ID, Names: []string{c.Name}, Name: c.Name, Image: c.Image, ImageID: c.ImageID.Encoded(),
 					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels}
 				r.Status = statusText(st)
+				if st.Status == engine.StatusRunning && s.eng.Paused(ctx, c) {
+					r.State, r.Status = "paused", r.Status+" (Paused)"
+				}
 				keep := true
 				for _, f := range filters {
 					k, v, _ := strings.Cut(f, "=")

@@ -122,6 +122,13 @@ func TestDetached(t *testing.T) {
 	if out, code := c.code("rmi", fixture); code == 0 {
 		t.Fatalf("rmi of an image a container uses: %q", out)
 	}
+	c.must("pause", "ticker")
+	if out := c.must("ps", "--format", "{{.State}}"); out != "paused\n" {
+		t.Fatalf("after pause: %q", out)
+	}
+	c.must("unpause", "ticker")
+	c.must("rename", "ticker", "ticker2")
+	c.must("rename", "ticker2", "ticker")
 	c.must("stop", "-t", "5", "ticker")
 	if out := c.must("ps", "-a", "--format", "{{.Name}} {{.State}} {{.ExitCode}}"); out != "ticker exited 0\n" {
 		t.Fatalf("after stop (the trap exits 0): %q", out)
@@ -132,9 +139,19 @@ func TestDetached(t *testing.T) {
 	// Started again: the same container runs again.
 	c.must("start", "ticker")
 	waitFor(t, func() bool { return c.must("ps", "-q") != "" })
-	c.must("rm", "-f", "ticker")
+	c.must("restart", "-t", "5", "ticker")
+	if out := c.must("ps", "--format", "{{.Name}} {{.State}}"); out != "ticker running\n" {
+		t.Fatalf("after restart: %q", out)
+	}
+	c.must("stop", "-t", "5", "ticker")
+	if out := c.must("container", "prune"); !strings.Contains(out, id) {
+		t.Fatalf("container prune: %q", out)
+	}
 	if out := c.must("ps", "-a", "-q"); out != "" {
-		t.Fatalf("after rm -f: %q", out)
+		t.Fatalf("after prune: %q", out)
+	}
+	if out := c.must("info"); !strings.Contains(out, "runtimes:") || !strings.Contains(out, "berth-runtime: ") {
+		t.Errorf("info: %s", out)
 	}
 	c.must("rmi", fixture) // no container uses it now
 }
@@ -172,6 +189,15 @@ func TestKilledFromOutside(t *testing.T) {
 	}
 	if out := c.must("system", "check"); !strings.Contains(out, "consistent") {
 		t.Errorf("system check: %s", out)
+	}
+	// reset removes everything: a running container too.
+	c.must("run", "-d", fixture, "busybox", "sleep", "60")
+	if out, code := c.code("system", "reset"); code == 0 {
+		t.Fatalf("reset without --force: %q", out)
+	}
+	c.must("system", "reset", "--force")
+	if out := c.must("images", "-q") + c.must("ps", "-a", "-q"); out != "" {
+		t.Fatalf("after reset: %q", out)
 	}
 }
 

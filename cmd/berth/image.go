@@ -391,7 +391,7 @@ func systemCmd() *cobra.Command {
 			return tw.Flush()
 		}),
 	}
-	cmd.AddCommand(check, df)
+	cmd.AddCommand(check, df, resetCmd())
 	return cmd
 }
 

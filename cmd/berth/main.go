@@ -50,7 +50,8 @@ func main() {
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
 	root.AddCommand(pullCmd(), pushCmd(), imagesCmd("images"), rmiCmd("rmi"), tagCmd(), saveCmd(), loadCmd(),
 		imageCmd(), systemCmd(), loginCmd(), logoutCmd(),
-		runCmd(), createCmd(), startCmd(), stopCmd(), killCmd(), rmCmd(), psCmd(), logsCmd(), waitCmd(), execCmd(), inspectCmd())
+		runCmd(), createCmd(), startCmd(), stopCmd(), killCmd(), rmCmd(), psCmd(), logsCmd(), waitCmd(), execCmd(), inspectCmd(),
+		restartCmd(), renameCmd(), pauseCmd(false), pauseCmd(true), containerCmd(), infoCmd())
 	if err := root.Execute(); err != nil {
 		// A container's (or exec'd command's) own exit code is passed on
 		// without a message: it is not berth's error.

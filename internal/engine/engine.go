@@ -633,3 +633,37 @@ func slicesDeleteEnv(env []string, k string) []string {
 	}
 	return out
 }
+
+// Pause freezes (or, with resume, thaws) c's processes through the runtime.
+func (e *Engine) Pause(ctx context.Context, c metadata.Container, resume bool) error {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return err
+	}
+	if st.Status != StatusRunning {
+		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err != nil {
+		return err
+	}
+	verb := "pause"
+	if resume {
+		verb = "resume"
+	}
+	cmd := rt.Command(ctx, verb, c.ID)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("container %s: %s: %s: %w", c.Name, verb, strings.TrimSpace(string(out)), errdefs.ErrFailedPrecond)
+	}
+	return nil
+}
+
+// Paused reports whether the runtime has c frozen.
+func (e *Engine) Paused(ctx context.Context, c metadata.Container) bool {
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err != nil || !rt.Has(c.ID) {
+		return false
+	}
+	st, err := rt.State(ctx, c.ID)
+	return err == nil && st.Status == "paused"
+}
