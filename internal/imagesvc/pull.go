@@ -369,7 +369,9 @@ func (s *Service) unpack(ctx context.Context, img gv1.Image, from rangeOpener, l
 	}
 	if !stored {
 		w.Close()
-		if err := s.Content.Abort(ctx, l.Digest.String()); err != nil && !errdefs.IsNotFound(err) {
+		// Another pull of the same layer may hold the ingest by now: it
+		// drops the download itself when it is done with it.
+		if err := s.Content.Abort(ctx, l.Digest.String()); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsUnavailable(err) {
 			return err
 		}
 	}
