@@ -451,16 +451,21 @@ func (e *Engine) Wait(ctx context.Context, c metadata.Container) (int, error) {
 	}
 }
 
-// Kill sends sig to the container's processes.
-func (e *Engine) Kill(ctx context.Context, c metadata.Container, sig unix.Signal) error {
+// running returns c's runtime, or ErrFailedPrecond if c is not running.
+func (e *Engine) running(ctx context.Context, c metadata.Container) (*ociruntime.Runtime, error) {
 	st, err := e.State(ctx, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st.Status != StatusRunning {
-		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+		return nil, fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
 	}
-	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	return ociruntime.Find(c.Runtime, e.RunRoot)
+}
+
+// Kill sends sig to the container's processes.
+func (e *Engine) Kill(ctx context.Context, c metadata.Container, sig unix.Signal) error {
+	rt, err := e.running(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -554,12 +559,9 @@ type ExecConfig struct {
 // inherits stdio unless it has a terminal. It returns the process's exit
 // code (0 for Detach).
 func (e *Engine) Exec(ctx context.Context, c metadata.Container, x ExecConfig) (int, error) {
-	st, err := e.State(ctx, c)
+	rt, err := e.running(ctx, c)
 	if err != nil {
 		return 0, err
-	}
-	if st.Status != StatusRunning {
-		return 0, fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
 	}
 	if len(x.Args) == 0 {
 		return 0, fmt.Errorf("exec: no command: %w", errdefs.ErrInvalidArgument)
@@ -601,10 +603,6 @@ func (e *Engine) Exec(ctx context.Context, c metadata.Container, x ExecConfig) (
 		return 0, err
 	}
 	pf.Close()
-	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
-	if err != nil {
-		return 0, err
-	}
 	args := []string{"exec", "--process", pf.Name()}
 	if x.TTY {
 		args = append(args, "--console-socket", x.ConsoleSocket)
@@ -636,14 +634,7 @@ func slicesDeleteEnv(env []string, k string) []string {
 
 // Pause freezes (or, with resume, thaws) c's processes through the runtime.
 func (e *Engine) Pause(ctx context.Context, c metadata.Container, resume bool) error {
-	st, err := e.State(ctx, c)
-	if err != nil {
-		return err
-	}
-	if st.Status != StatusRunning {
-		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
-	}
-	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	rt, err := e.running(ctx, c)
 	if err != nil {
 		return err
 	}
