@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -36,9 +35,7 @@ func consoleProxy(interactive bool) (string, func(), error) {
 			unix.IoctlSetTermios(0, unix.TCSETS, &raw)
 		}
 	}
-	copied := make(chan struct{})
 	go func() {
-		defer close(copied)
 		master, err := monitor.ReceiveTerminal(ln)
 		if err != nil {
 			return
@@ -54,15 +51,10 @@ func consoleProxy(interactive bool) (string, func(), error) {
 	}()
 	done := func() {
 		ln.Close()
-		select {
-		case <-copied:
-		default:
-		}
 		if old != nil {
 			unix.IoctlSetTermios(0, unix.TCSETS, old)
 		}
 		os.RemoveAll(dir)
-		fmt.Fprint(os.Stderr, "")
 	}
 	return sock, done, nil
 }

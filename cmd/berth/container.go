@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -549,15 +548,11 @@ func statusText(st engine.State) string {
 	return "Created"
 }
 
-// containerArgs reads the process args from the container's bundle.
+// containerArgs are the process args of c's bundle.
 func containerArgs(s *store, c metadata.Container) ([]string, error) {
-	var spec specs.Spec
-	data, err := os.ReadFile(filepath.Join(s.eng.RunRoot, "containers", c.ID, "config.json"))
+	spec, err := s.eng.Spec(c)
 	if err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
-		return nil, fmt.Errorf("container %s: bundle: %v", c.ID, err)
 	}
 	return spec.Process.Args, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -262,5 +263,32 @@ func TestSeccomp(t *testing.T) {
 	}
 	if out, code := c.code("run", "--rm", fixture, "sh", "-c", "busybox sleep 0; echo ok"); code != 0 || out != "ok\n" {
 		t.Errorf("ordinary work under the default profile: %d %q", code, out)
+	}
+}
+
+// TestStopSignal: stop sends the image's STOPSIGNAL, not SIGTERM.
+func TestStopSignal(t *testing.T) {
+	c := containerCLI(t)
+	img := fixtureImage(t, "amd64")
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Config.StopSignal = "SIGUSR1"
+	img, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "stopsig.tar")
+	tag, _ := name.NewTag("localhost/stopsig:1")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	c.must("load", "-q", "-i", archive)
+	c.must("run", "-d", "--name", "s", "localhost/stopsig:1", "sh", "-c",
+		"trap 'exit 3' USR1; trap 'exit 4' TERM; echo up; while true; do busybox sleep 0.1; done")
+	waitFor(t, func() bool { return strings.Contains(c.must("logs", "s"), "up") })
+	start := time.Now()
+	c.must("stop", "-t", "30", "s")
+	if out := c.must("ps", "-a", "--format", "{{.ExitCode}}"); out != "3\n" || time.Since(start) > 10*time.Second {
+		t.Fatalf("stop with STOPSIGNAL SIGUSR1: exit %q after %v", out, time.Since(start))
 	}
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/berthdev/berth/internal/monitor"
 	"github.com/berthdev/berth/internal/ociruntime"
 	"github.com/berthdev/berth/internal/specgen"
+	"github.com/moby/sys/mountinfo"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -101,6 +103,13 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 	default:
 		return metadata.Container{}, fmt.Errorf("--network %q: only none and host exist so far: %w", cfg.Network, errdefs.ErrNotImplemented)
 	}
+	imgCfg, err := e.Images.Config(ctx, img)
+	if err != nil {
+		return metadata.Container{}, err
+	}
+	if cfg.StopSignal == "" {
+		cfg.StopSignal = imgCfg.Config.StopSignal // the image's STOPSIGNAL, else SIGTERM
+	}
 	id := newID()
 	if name == "" {
 		name = "berth_" + id[:12]
@@ -123,7 +132,7 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 	if _, err := e.Images.Snapshots.Prepare(ctx, c.Snapshot, img.SnapshotKey, map[string]string{"berth.container": id}); err != nil {
 		return c, err
 	}
-	if err := e.writeBundle(ctx, c, cfg, img); err != nil {
+	if err := e.writeBundle(ctx, c, cfg, imgCfg.Config); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -136,7 +145,7 @@ func (e *Engine) mountRootfs(ctx context.Context, c metadata.Container) (string,
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return "", err
 	}
-	if mounted(target) {
+	if ok, err := mountinfo.Mounted(target); err == nil && ok {
 		return target, nil
 	}
 	ms, err := e.Images.Snapshots.Mounts(ctx, c.Snapshot)
@@ -151,32 +160,12 @@ func (e *Engine) mountRootfs(ctx context.Context, c metadata.Container) (string,
 	return target, nil
 }
 
-// mounted reports whether path is a mount point (its device differs from
-// its parent's, or it is a bind of the same device: checked by mountinfo).
-func mounted(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == path {
-			return true
-		}
-	}
-	return false
-}
-
-func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Config, img metadata.Image) error {
+func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Config, img v1.ImageConfig) error {
 	dir := e.dir(c.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	rootfs, err := e.mountRootfs(ctx, c)
-	if err != nil {
-		return err
-	}
-	imgCfg, err := e.Images.Config(ctx, img)
 	if err != nil {
 		return err
 	}
@@ -193,7 +182,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		network = "host"
 	}
 	spec, err := specgen.Generate(specgen.Options{
-		ID: c.ID, Image: imgCfg.Config, Rootfs: rootfs,
+		ID: c.ID, Image: img, Rootfs: rootfs,
 		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
 		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
 		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,
@@ -542,6 +531,19 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	return errors.Join(errs...)
 }
 
+// Spec reads the OCI spec of c's bundle.
+func (e *Engine) Spec(c metadata.Container) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(e.dir(c.ID), "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("container %s: bundle: %w", c.Name, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return nil, fmt.Errorf("container %s: bundle: %v: %w", c.Name, err, errdefs.ErrFailedPrecond)
+	}
+	return &spec, nil
+}
+
 // ExecConfig is a process to run in a running container.
 type ExecConfig struct {
 	Args    []string
@@ -567,13 +569,9 @@ func (e *Engine) Exec(ctx context.Context, c metadata.Container, x ExecConfig) (
 		return 0, fmt.Errorf("exec: no command: %w", errdefs.ErrInvalidArgument)
 	}
 	dir := e.dir(c.ID)
-	var spec specs.Spec
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	spec, err := e.Spec(c)
 	if err != nil {
 		return 0, err
-	}
-	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
-		return 0, fmt.Errorf("container %s: bundle: %v: %w", c.Name, err, errdefs.ErrFailedPrecond)
 	}
 	p := *spec.Process
 	p.Args, p.Terminal = x.Args, x.TTY

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -133,21 +132,4 @@ func (r *Runtime) State(ctx context.Context, id string) (specs.State, error) {
 		return st, fmt.Errorf("%s state %s: %v: %w", filepath.Base(r.Path), id, err, errdefs.ErrInvalidArgument)
 	}
 	return st, nil
-}
-
-// ExitError is a runtime subcommand's (or an exec'd process's) exit code.
-type ExitError struct{ Code int }
-
-func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
-
-// ExitCode is what `berth exec` exits with.
-func (e *ExitError) ExitCode() int { return e.Code }
-
-// AsExit turns an exec.ExitError into an ExitError.
-func AsExit(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return &ExitError{Code: ee.ExitCode()}
-	}
-	return err
 }

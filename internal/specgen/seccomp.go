@@ -1,6 +1,7 @@
 package specgen
 
 import (
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -123,13 +124,7 @@ func DefaultSeccomp(caps []string) *specs.LinuxSeccomp {
 				Args: []specs.LinuxSeccompArg{{Index: 0, Value: namespaceFlags, ValueTwo: 0, Op: specs.OpMaskedEqual}}},
 			specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys})
 	}
-	for _, c := range slices.Sorted(func(yield func(string) bool) {
-		for k := range byCapability {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, c := range slices.Sorted(maps.Keys(byCapability)) {
 		if have[c] {
 			s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: slices.Clone(byCapability[c]), Action: specs.ActAllow})
 		}

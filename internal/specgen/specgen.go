@@ -10,6 +10,7 @@ package specgen
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -345,7 +346,7 @@ func mounts(o Options) []specs.Mount {
 		// sysfs of the host's network namespace cannot be mounted anew.
 		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
 	}
-	for _, dst := range slices.Sorted(mapKeys(o.Files)) {
+	for _, dst := range slices.Sorted(maps.Keys(o.Files)) {
 		ms = append(ms, specs.Mount{Destination: dst, Type: "bind", Source: o.Files[dst], Options: []string{"bind", "rprivate"}})
 	}
 	return append(ms, o.Mounts...)
@@ -383,14 +384,4 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
