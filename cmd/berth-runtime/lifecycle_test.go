@@ -220,6 +220,10 @@ func TestRunDetach(t *testing.T) {
 	if st.Status != "running" || st.Pid <= 0 {
 		t.Fatalf("after run --detach: %+v", st)
 	}
+	// The kill must not overtake the echo on a loaded machine.
+	for i := 0; i < 100 && !strings.Contains(c.output(), "detached-out"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if r := c.rt("kill", c.id, "KILL"); r.code != 0 {
 		t.Fatalf("kill: %v", r)
 	}
