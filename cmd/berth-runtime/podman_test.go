@@ -24,10 +24,13 @@ func TestPodman(t *testing.T) {
 	// The host's RLIMIT_NOFILE hard limit is below podman's default
 	// nofile ulimit: a containers.conf of the test's own drops it.
 	conf := filepath.Join(dir, "containers.conf")
-	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n[engine]\nlock_type = \"file\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
+	// Locks in files of the test's own (--tmpdir), not podman's shared
+	// memory segment, which every podman on the host uses whatever its
+	// --root: two tests' podmans at once took each other's lock 0.
+	base := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--tmpdir", filepath.Join(dir, "tmp"),
 		"--runtime", rtBin, "--cgroup-manager", "cgroupfs", "--events-backend", "file"}
 	pm := func(args ...string) (string, int) {
 		t.Helper()

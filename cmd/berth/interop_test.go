@@ -24,8 +24,11 @@ func podmanCLI(t *testing.T) func(args ...string) string {
 	// The host's RLIMIT_NOFILE hard limit is below podman's default nofile
 	// ulimit: a containers.conf of the test's own drops it.
 	conf := filepath.Join(dir, "containers.conf")
-	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n"), 0o644)
-	base := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
+	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n[engine]\nlock_type = \"file\"\n"), 0o644)
+	// Locks in files of the test's own (--tmpdir), not podman's shared
+	// memory segment, which every podman on the host uses whatever its
+	// --root: two tests' podmans at once took each other's lock 0.
+	base := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--tmpdir", filepath.Join(dir, "tmp"),
 		"--cgroup-manager", "cgroupfs", "--events-backend", "file"}
 	pm := func(args ...string) string {
 		t.Helper()
