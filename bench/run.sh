@@ -2,7 +2,8 @@
 # `berth run --rm IMAGE true` against `podman run --rm` from a warm store:
 # the same busybox image (pushed to the local registry once), the same OCI
 # runtime for both (berth-runtime, then runc), --network none for both,
-# runs interleaved; medians. Needs podman and a registry on 127.0.0.1:5000
+# then each one's default network (berth: a CNI bridge; podman here:
+# netavark's bridge) with berth-runtime; runs interleaved; medians. Needs podman and a registry on 127.0.0.1:5000
 # (../shared/peers/setup.sh install, registry).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,14 +30,16 @@ $B pull -q "$ref" >/dev/null
 now() { date +%s%N; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo "machine: $(nproc) cores, $(uname -r); $(podman --version); $n runs each, interleaved, medians"
-for rt in berth-runtime runc; do
+for case in berth-runtime:none runc:none berth-runtime:default; do
+  rt=${case%%:*}; net=${case#*:}
   rtpath=$here/bin/berth-runtime; [ "$rt" = runc ] && rtpath=$(command -v runc)
+  netopt=(--network none); [ "$net" = default ] && netopt=()
   declare -A t=()
   for i in $(seq 1 "$n"); do
-    s=$(now); $B run --rm --runtime "$rtpath" --network none "$ref" true; e=$(now); t[berth]="${t[berth]:-} $(( (e - s) / 1000 ))"
-    s=$(now); $PM run --rm --runtime "$rtpath" --network none "$ref" true; e=$(now); t[podman]="${t[podman]:-} $(( (e - s) / 1000 ))"
+    s=$(now); $B run --rm --runtime "$rtpath" "${netopt[@]}" "$ref" true; e=$(now); t[berth]="${t[berth]:-} $(( (e - s) / 1000 ))"
+    s=$(now); $PM run --rm --runtime "$rtpath" "${netopt[@]}" "$ref" true; e=$(now); t[podman]="${t[podman]:-} $(( (e - s) / 1000 ))"
   done
   b=$(echo "${t[berth]}" | median); p=$(echo "${t[podman]}" | median)
-  printf 'runtime %-13s berth %7.1f ms   podman %7.1f ms   berth/podman %.3f\n' "$rt" "$(echo "$b/1000" | bc -l)" "$(echo "$p/1000" | bc -l)" "$(echo "$b/$p" | bc -l)"
+  printf 'runtime %-13s network %-7s berth %7.1f ms   podman %7.1f ms   berth/podman %.3f\n' "$rt" "$net" "$(echo "$b/1000" | bc -l)" "$(echo "$p/1000" | bc -l)" "$(echo "$b/$p" | bc -l)"
   unset t
 done

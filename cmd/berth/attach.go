@@ -21,7 +21,19 @@ type attachment struct {
 	raw   *unix.Termios // the terminal's state before raw mode, to restore
 	stdin bool
 	tty   bool
+	// detachKeys, typed on our stdin, end the attachment and leave the
+	// container running (ctrl-p ctrl-q); none for run.
+	detachKeys []byte
+	// keepStdin leaves the container's stdin open when ours ends: it is
+	// the container's for its whole life, not this client's (attach).
+	keepStdin bool
+	// proxy, if set, gets the signals berth receives (--sig-proxy).
+	proxy    func(os.Signal)
+	detached chan struct{}
 }
+
+// errDetached ends a stream left with the detach keys.
+var errDetached = errors.New("detached from the container, which runs on")
 
 func attach(dir string, stdin, tty bool) (*attachment, error) {
 	c, err := monitor.DialAttach(dir)
@@ -57,24 +69,28 @@ func (a *attachment) stream() (int, error) {
 			}
 		}()
 	}
-	if a.stdin {
+	if a.proxy != nil && !a.tty {
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, proxiedSignals...)
+		defer signal.Stop(sigs)
 		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := os.Stdin.Read(buf)
-				if n > 0 && monitor.WriteFrame(a.conn, monitor.Stdin, buf[:n]) != nil {
-					return
-				}
-				if err != nil {
-					monitor.WriteFrame(a.conn, monitor.CloseStdin, nil)
-					return
-				}
+			for s := range sigs {
+				a.proxy(s)
 			}
 		}()
+	}
+	a.detached = make(chan struct{})
+	if a.stdin {
+		go a.copyStdin()
 	}
 	for {
 		typ, p, err := monitor.ReadFrame(a.conn)
 		if err != nil {
+			select {
+			case <-a.detached:
+				return 0, errDetached
+			default:
+			}
 			if errors.Is(err, io.EOF) {
 				return 0, errors.New("the container's monitor went away before the container exited")
 			}
@@ -93,6 +109,58 @@ func (a *attachment) stream() (int, error) {
 		}
 	}
 }
+
+// copyStdin sends our stdin to the container, watching for the detach
+// keys: a key that starts them is held back until the next one shows
+// whether it was them.
+func (a *attachment) copyStdin() {
+	buf := make([]byte, 32<<10)
+	matched := 0
+	for {
+		n, err := os.Stdin.Read(buf)
+		out := make([]byte, 0, n+len(a.detachKeys))
+		for _, b := range buf[:n] {
+			if len(a.detachKeys) == 0 {
+				out = append(out, b)
+				continue
+			}
+			if b == a.detachKeys[matched] {
+				if matched++; matched == len(a.detachKeys) {
+					monitor.WriteFrame(a.conn, monitor.Stdin, out)
+					close(a.detached)
+					a.conn.Close()
+					return
+				}
+				continue
+			}
+			out = append(out, a.detachKeys[:matched]...)
+			matched = 0
+			if b == a.detachKeys[0] {
+				matched = 1
+				continue
+			}
+			out = append(out, b)
+		}
+		if err != nil && matched > 0 {
+			out = append(out, a.detachKeys[:matched]...) // the start of them, then no more
+		}
+		if len(out) > 0 && monitor.WriteFrame(a.conn, monitor.Stdin, out) != nil {
+			return
+		}
+		if err != nil {
+			if !a.keepStdin {
+				monitor.WriteFrame(a.conn, monitor.CloseStdin, nil)
+			}
+			return
+		}
+	}
+}
+
+// proxiedSignals are what --sig-proxy passes on: what people and scripts
+// send to end or poke a process. Job control (TSTP, TTIN, ...) stays
+// berth's own: a stopped berth must not stop the container.
+var proxiedSignals = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM}
 
 func (a *attachment) resize() {
 	ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)

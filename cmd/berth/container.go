@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthdev/berth/internal/network"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,11 +26,12 @@ import (
 
 // runFlags are run's and create's flags.
 type runFlags struct {
-	name, runtime, pull, entrypoint, network, logOpt string
-	detach, interactive, tty, rm                     bool
-	memory                                           string
-	cfg                                              engine.Config
-	volumes, tmpfs, securityOpt, ulimits, envFiles   []string
+	name, runtime, pull, entrypoint, logOpt        string
+	detach, interactive, tty, rm, publishAll       bool
+	networks, publish, labels                      []string
+	memory                                         string
+	cfg                                            engine.Config
+	volumes, tmpfs, securityOpt, ulimits, envFiles []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command, run bool) {
@@ -37,20 +41,24 @@ func (f *runFlags) register(cmd *cobra.Command, run bool) {
 	fl.StringVar(&f.runtime, "runtime", "", "OCI runtime: berth-runtime (default), runc, crun, or a path")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint (\"\" clears it)")
-	fl.StringVar(&f.network, "network", "none", "none (loopback only) or host")
+	fl.StringArrayVar(&f.networks, "network", nil, "bridge (the default network), none (loopback only), host, or networks by name (repeat or separate by commas)")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "[[HOST-IP:][HOST-PORT]:]PORT[/PROTO] publish a port (ranges too: 8000-8001:80-81)")
+	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish the image's exposed ports on free host ports")
 	fl.StringArrayVarP(&f.cfg.Env, "env", "e", nil, "KEY=VALUE, or KEY to pass the host's value")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
 	fl.StringVarP(&f.cfg.WorkDir, "workdir", "w", "", "working directory")
 	fl.StringVarP(&f.cfg.User, "user", "u", "", "user[:group], names from the image")
 	fl.StringVar(&f.cfg.Hostname, "hostname", "", "host name (default: the short ID)")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "KEY=VALUE label on the container")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep standard input open")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal")
 	fl.BoolVar(&f.cfg.ReadOnly, "read-only", false, "mount the root file system read-only")
+	fl.BoolVar(&f.cfg.Init, "init", false, "run an init (catatonit) as PID 1 that forwards signals and reaps zombies")
 	fl.BoolVar(&f.cfg.Privileged, "privileged", false, "all capabilities and devices, no masked paths")
 	fl.StringArrayVar(&f.cfg.CapAdd, "cap-add", nil, "add a capability")
 	fl.StringArrayVar(&f.cfg.CapDrop, "cap-drop", nil, "drop a capability (ALL for all)")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "HOST:CONTAINER[:ro] bind mount")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "HOST-DIR:PATH[:ro] bind mount, VOLUME:PATH[:ro] named volume, or PATH for an anonymous volume")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "CONTAINER[:options] tmpfs mount")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (b, k, m, g)")
 	fl.Float64Var(&f.cfg.CPUs, "cpus", 0, "CPUs (quota)")
@@ -74,12 +82,14 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 			cfg.Entrypoint = []string{f.entrypoint}
 		}
 	}
-	switch f.network {
-	case "none", "host":
-		cfg.Network = f.network
-	default:
-		return cfg, fmt.Errorf("--network %q: none or host (CNI networks are not built yet): %w", f.network, errdefs.ErrNotImplemented)
+	if err := f.networkConfig(&cfg); err != nil {
+		return cfg, err
 	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Labels = labels
 	for _, ef := range f.envFiles {
 		data, err := os.ReadFile(ef)
 		if err != nil {
@@ -113,24 +123,9 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 		}
 	}
 	for _, v := range f.volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) < 2 || len(parts) > 3 || !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
-			return cfg, fmt.Errorf("-v %q: want /host/path:/container/path[:ro] (named volumes are not built yet): %w", v, errdefs.ErrInvalidArgument)
+		if err := addVolume(&cfg, v); err != nil {
+			return cfg, err
 		}
-		if _, err := os.Stat(parts[0]); err != nil {
-			return cfg, fmt.Errorf("-v %q: %w", v, err)
-		}
-		opts := []string{"rbind", "rprivate"}
-		if len(parts) == 3 {
-			switch parts[2] {
-			case "ro":
-				opts = append(opts, "ro")
-			case "rw":
-			default:
-				return cfg, fmt.Errorf("-v %q: options are ro or rw: %w", v, errdefs.ErrInvalidArgument)
-			}
-		}
-		cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: parts[1], Type: "bind", Source: parts[0], Options: opts})
 	}
 	for _, t := range f.tmpfs {
 		dst, opts, _ := strings.Cut(t, ":")
@@ -156,6 +151,11 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 			return cfg, err
 		}
 		cfg.Rlimits = append(cfg.Rlimits, r)
+	}
+	if f.logOpt == "" {
+		if conf, err := loadConfig(); err == nil && conf.Containers.LogMaxSize != "" {
+			f.logOpt = "max-size=" + conf.Containers.LogMaxSize
+		}
 	}
 	if f.logOpt != "" {
 		k, v, _ := strings.Cut(f.logOpt, "=")
@@ -235,10 +235,18 @@ func createContainer(ctx context.Context, s *store, f *runFlags, cmd *cobra.Comm
 	if err != nil {
 		return metadata.Container{}, err
 	}
-	if err := ensureImage(ctx, s, args[0], f.pull); err != nil {
+	conf, err := loadConfig()
+	if err != nil {
 		return metadata.Container{}, err
 	}
-	return s.eng.Create(ctx, args[0], f.name, f.runtime, cfg)
+	pull := f.pull
+	if !cmd.Flags().Changed("pull") {
+		pull = conf.Containers.Pull
+	}
+	if err := ensureImage(ctx, s, args[0], pull); err != nil {
+		return metadata.Container{}, err
+	}
+	return s.eng.Create(ctx, args[0], f.name, cmp.Or(f.runtime, conf.Containers.Runtime), cfg)
 }
 
 func runCmd() *cobra.Command {
@@ -389,7 +397,7 @@ func parseSignal(s string) (unix.Signal, error) {
 }
 
 func rmCmd() *cobra.Command {
-	var force, all bool
+	var force, all, volumes bool
 	cmd := &cobra.Command{
 		Use: "rm [flags] CONTAINER...", Short: "Remove containers", Aliases: []string{"container-rm"},
 		RunE: storeRun(func(ctx context.Context, s *store, args []string) error {
@@ -402,13 +410,26 @@ func rmCmd() *cobra.Command {
 					args = append(args, c.ID)
 				}
 			}
-			if len(args) == 0 {
+			if len(args) == 0 && !all {
 				return fmt.Errorf("give at least one container, or --all: %w", errdefs.ErrInvalidArgument)
 			}
-			return eachContainer(ctx, s, args, func(c metadata.Container) error { return s.eng.Remove(ctx, c, force) })
+			return eachContainer(ctx, s, args, func(c metadata.Container) error {
+				if err := s.eng.Remove(ctx, c, force); err != nil {
+					return err
+				}
+				if volumes {
+					for _, v := range engine.AnonymousVolumes(c) {
+						if err := s.eng.RemoveVolume(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+							return err
+						}
+					}
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill running containers first")
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "remove the container's anonymous volumes too")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all containers")
 	return cmd
 }
@@ -435,18 +456,28 @@ func waitCmd() *cobra.Command {
 
 // psRow is one container as ps shows it (podman's field names).
 type psRow struct {
-	ID        string            `json:"Id"`
-	Names     []string          `json:"Names"`
-	Image     string            `json:"Image"`
-	ImageID   string            `json:"ImageID"`
-	Command   string            `json:"Command"`
-	CreatedAt time.Time         `json:"CreatedAt"`
-	State     string            `json:"State"`
-	Status    string            `json:"Status"`
-	ExitCode  int               `json:"ExitCode"`
-	Pid       int               `json:"Pid"`
-	Labels    map[string]string `json:"Labels"`
-	Name      string            `json:"-"`
+	ID        string                `json:"Id"`
+	Names     []string              `json:"Names"`
+	Image     string                `json:"Image"`
+	ImageID   string                `json:"ImageID"`
+	Command   string                `json:"Command"`
+	CreatedAt time.Time             `json:"CreatedAt"`
+	State     string                `json:"State"`
+	Status    string                `json:"Status"`
+	ExitCode  int                   `json:"ExitCode"`
+	Pid       int                   `json:"Pid"`
+	Labels    map[string]string     `json:"Labels"`
+	Ports     []network.PortMapping `json:"Ports"`
+	Name      string                `json:"-"`
+}
+
+// portsText is podman's PORTS column: 0.0.0.0:8080->80/tcp, ...
+func portsText(ps []network.PortMapping) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))+"->"+strconv.Itoa(p.ContainerPort)+"/"+p.Protocol)
+	}
+	return strings.Join(out, ", ")
 }
 
 func psCmd() *cobra.Command {
@@ -471,7 +502,7 @@ func psCmd() *cobra.Command {
 				}
 				cfg, _ := containerArgs(s, c)
 				r := psRow{ID: c.ID, Names: []string{c.Name}, Name: c.Name, Image: c.Image, ImageID: c.ImageID.Encoded(),
-					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels}
+					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels, Ports: engine.Ports(c)}
 				r.Status = statusText(st)
 				if st.Status == engine.StatusRunning && s.eng.Paused(ctx, c) {
 					r.State, r.Status = "paused", r.Status+" (Paused)"
@@ -482,6 +513,10 @@ func psCmd() *cobra.Command {
 					switch k {
 					case "name":
 						keep = keep && strings.Contains(c.Name, v)
+					case "label":
+						lk, lv, hasValue := strings.Cut(v, "=")
+						got, ok := c.Labels[lk]
+						keep = keep && ok && (!hasValue || got == lv)
 					case "id":
 						keep = keep && strings.HasPrefix(c.ID, v)
 					case "status":
@@ -508,13 +543,13 @@ func psCmd() *cobra.Command {
 			}
 			return output(os.Stdout, format, rows, func(w io.Writer, rows []psRow) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 				for _, r := range rows {
 					id := r.ID
 					if !noTrunc {
 						id = shortID(id)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Image, ellipsis(r.Command, 24, noTrunc), since(r.CreatedAt), r.Status, r.Name)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Image, ellipsis(r.Command, 24, noTrunc), since(r.CreatedAt), r.Status, portsText(r.Ports), r.Name)
 				}
 				return tw.Flush()
 			})
@@ -738,6 +773,12 @@ func inspectCmd() *cobra.Command {
 				State   engine.State `json:"State"`
 				Args    []string     `json:"Args"`
 				LogPath string       `json:"LogPath"`
+				// NetworkSettings: the interfaces while attached, the published ports.
+				NetworkSettings struct {
+					IPAddress string                `json:"IPAddress"`
+					Networks  []network.Attachment  `json:"Networks"`
+					Ports     []network.PortMapping `json:"Ports"`
+				} `json:"NetworkSettings"`
 			}
 			var out []any
 			for _, ref := range args {
@@ -762,7 +803,12 @@ func inspectCmd() *cobra.Command {
 					return err
 				}
 				a, _ := containerArgs(s, c)
-				out = append(out, info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c.ID)})
+				in := info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c.ID)}
+				in.NetworkSettings.Networks, in.NetworkSettings.Ports = s.eng.Attachments(c), engine.Ports(c)
+				if len(in.NetworkSettings.Networks) > 0 {
+					in.NetworkSettings.IPAddress, _, _ = strings.Cut(in.NetworkSettings.Networks[0].IP, "/")
+				}
+				out = append(out, in)
 			}
 			return output(os.Stdout, format, out, nil)
 		}),

@@ -31,7 +31,9 @@ func containerCLI(t *testing.T) *cli {
 		t.Fatal(err)
 	}
 	c.must("load", "-q", "-i", archive)
-	t.Cleanup(func() { c.run("rm", "-a", "-f") })
+	// reset: containers, and the networks' bridges and rules, which
+	// outlive the store's directory.
+	t.Cleanup(func() { c.run("system", "reset", "--force") })
 	return c
 }
 
@@ -290,5 +292,55 @@ func TestStopSignal(t *testing.T) {
 	c.must("stop", "-t", "30", "s")
 	if out := c.must("ps", "-a", "--format", "{{.ExitCode}}"); out != "3\n" || time.Since(start) > 10*time.Second {
 		t.Fatalf("stop with STOPSIGNAL SIGUSR1: exit %q after %v", out, time.Since(start))
+	}
+}
+
+// TestLogRotation: with --log-opt max-size the monitor rotates the log to
+// ctr.log.1 (one old file kept) before an entry would pass the size; every
+// entry is in the CRI format, none is lost between the two files, and an
+// output that ends without a newline is logged as a partial (P) entry.
+func TestLogRotation(t *testing.T) {
+	c := containerCLI(t)
+	c.must("run", "-d", "--name", "rot", "--log-opt", "max-size=1k", fixture, "sh", "-c",
+		"i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); done; printf tail")
+	if out := c.must("wait", "rot"); strings.TrimSpace(out) != "0" {
+		t.Fatalf("wait: %q", out)
+	}
+	logPath := strings.TrimSpace(c.must("inspect", "--format", "{{.LogPath}}", "rot"))
+	var entries []string
+	for _, p := range []string{logPath + ".1", logPath} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) == 0 || len(b) > 1024 {
+			t.Errorf("%s: %d bytes, want 1 to 1024", p, len(b))
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			f := strings.SplitN(l, " ", 4)
+			if len(f) != 4 || f[1] != "stdout" || (f[2] != "F" && f[2] != "P") {
+				t.Fatalf("%s: not a CRI log entry: %q", p, l)
+			}
+			if ts, err := time.Parse(time.RFC3339Nano, f[0]); err != nil || ts.Location() != time.UTC {
+				t.Fatalf("%s: time of %q: %v", p, l, err)
+			}
+			entries = append(entries, f[2]+" "+f[3])
+		}
+	}
+	if len(entries) < 2 || entries[len(entries)-1] != "P tail" {
+		t.Fatalf("entries: %q, want the partial \"tail\" last", entries)
+	}
+	// The newest entries, in order, without a gap.
+	first, err := strconv.Atoi(strings.TrimPrefix(entries[0], "F line-"))
+	if err != nil {
+		t.Fatalf("first entry kept: %q", entries[0])
+	}
+	for i, e := range entries[:len(entries)-1] {
+		if want := "F line-" + strconv.Itoa(first+i); e != want {
+			t.Fatalf("entry %d: %q, want %q", i, e, want)
+		}
+	}
+	if first+len(entries)-1 != 100 {
+		t.Errorf("the last line kept is line-%d, want line-99", first+len(entries)-2)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/network"
 	"github.com/berthdev/berth/internal/registries"
 	"github.com/berthdev/berth/internal/registry"
 	"github.com/berthdev/berth/internal/snapshot"
@@ -52,6 +53,9 @@ func main() {
 		imageCmd(), systemCmd(), loginCmd(), logoutCmd(),
 		runCmd(), createCmd(), startCmd(), stopCmd(), killCmd(), rmCmd(), psCmd(), logsCmd(), waitCmd(), execCmd(), inspectCmd(),
 		restartCmd(), renameCmd(), pauseCmd(false), pauseCmd(true), containerCmd(), infoCmd())
+	root.AddCommand(networkCmd(), portCmd(), volumeCmd())
+	root.AddCommand(attachCmd(), topCmd(), cpCmd(), statsCmd())
+	addCompletions(root)
 	if err := root.Execute(); err != nil {
 		// A container's (or exec'd command's) own exit code is passed on
 		// without a message: it is not berth's error.
@@ -107,7 +111,9 @@ func openStore(ctx context.Context) (*store, error) {
 	}
 	svc := &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
 		Parallel: conf.Images.ParallelDownloads}
-	return &store{meta: db, svc: svc, eng: &engine.Engine{Images: svc, Meta: db, RunRoot: g.runroot, Monitor: monitorPath()}}, nil
+	nets := &network.Manager{ConfDir: filepath.Join(g.root, "networks"), StateDir: filepath.Join(g.runroot, "networks"),
+		PluginDirs: conf.Network.CNIPluginDirs}
+	return &store{meta: db, svc: svc, eng: &engine.Engine{Images: svc, Meta: db, RunRoot: g.runroot, Monitor: monitorPath(), Networks: nets}}, nil
 }
 
 // monitorPath is berth-monitor next to this binary, else on $PATH.

@@ -81,7 +81,7 @@ func containerCmd() *cobra.Command {
 		}),
 	}
 	cmd.AddCommand(prune, runCmd(), createCmd(), startCmd(), stopCmd(), killCmd(), rmCmd(), psCmd(), logsCmd(), waitCmd(),
-		execCmd(), inspectCmd(), restartCmd(), renameCmd(), pauseCmd(false), pauseCmd(true))
+		execCmd(), inspectCmd(), restartCmd(), renameCmd(), pauseCmd(false), pauseCmd(true), attachCmd(), topCmd(), cpCmd(), statsCmd(), portCmd())
 	for _, c := range cmd.Commands() {
 		if c.Name() == "ps" {
 			c.Aliases = append(c.Aliases, "ls", "list")
@@ -142,6 +142,15 @@ func resetCmd() *cobra.Command {
 			}
 			for _, c := range list {
 				if err := s.eng.Remove(ctx, c, true); err != nil {
+					return err
+				}
+			}
+			nets, err := s.eng.Networks.List()
+			if err != nil {
+				return err
+			}
+			for _, n := range nets { // their bridges go too
+				if err := s.eng.Networks.Remove(n.Name); err != nil {
 					return err
 				}
 			}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/monitor"
+	"github.com/berthdev/berth/internal/network"
 	"github.com/berthdev/berth/internal/ociruntime"
 	"github.com/berthdev/berth/internal/specgen"
 	"github.com/moby/sys/mountinfo"
@@ -40,34 +42,44 @@ type Engine struct {
 	RunRoot string
 	// Monitor is the berth-monitor binary.
 	Monitor string
+	// Networks are the store's CNI networks.
+	Networks *network.Manager
 }
 
 // Config is what a container is made with (kept in its record).
 type Config struct {
-	Entrypoint    []string            `json:"entrypoint,omitempty"`
-	EntrypointSet bool                `json:"entrypointSet,omitempty"`
-	Args          []string            `json:"args,omitempty"`
-	Env           []string            `json:"env,omitempty"`
-	WorkDir       string              `json:"workDir,omitempty"`
-	User          string              `json:"user,omitempty"`
-	Hostname      string              `json:"hostname,omitempty"`
-	TTY           bool                `json:"tty,omitempty"`
-	Stdin         bool                `json:"stdin,omitempty"`
-	ReadOnly      bool                `json:"readOnly,omitempty"`
-	Privileged    bool                `json:"privileged,omitempty"`
-	NoNewPrivs    bool                `json:"noNewPrivileges,omitempty"`
-	Seccomp       string              `json:"seccomp,omitempty"`
-	CapAdd        []string            `json:"capAdd,omitempty"`
-	CapDrop       []string            `json:"capDrop,omitempty"`
-	Network       string              `json:"network,omitempty"` // "none" (default for now) or "host"
-	Mounts        []specs.Mount       `json:"mounts,omitempty"`
-	Memory        int64               `json:"memory,omitempty"`
-	CPUs          float64             `json:"cpus,omitempty"`
-	PidsLimit     int64               `json:"pidsLimit,omitempty"`
-	Rlimits       []specs.POSIXRlimit `json:"rlimits,omitempty"`
-	Remove        bool                `json:"remove,omitempty"`
-	LogMaxSize    int64               `json:"logMaxSize,omitempty"`
-	StopSignal    string              `json:"stopSignal,omitempty"`
+	Entrypoint    []string              `json:"entrypoint,omitempty"`
+	EntrypointSet bool                  `json:"entrypointSet,omitempty"`
+	Args          []string              `json:"args,omitempty"`
+	Env           []string              `json:"env,omitempty"`
+	WorkDir       string                `json:"workDir,omitempty"`
+	User          string                `json:"user,omitempty"`
+	Hostname      string                `json:"hostname,omitempty"`
+	TTY           bool                  `json:"tty,omitempty"`
+	Stdin         bool                  `json:"stdin,omitempty"`
+	ReadOnly      bool                  `json:"readOnly,omitempty"`
+	Privileged    bool                  `json:"privileged,omitempty"`
+	NoNewPrivs    bool                  `json:"noNewPrivileges,omitempty"`
+	Seccomp       string                `json:"seccomp,omitempty"`
+	CapAdd        []string              `json:"capAdd,omitempty"`
+	CapDrop       []string              `json:"capDrop,omitempty"`
+	Network       string                `json:"network,omitempty"` // NetNone (also ""), NetHost or NetBridge
+	Networks      []string              `json:"networks,omitempty"`
+	Ports         []network.PortMapping `json:"ports,omitempty"`
+	// Labels are the record's (metadata.Container.Labels).
+	Labels map[string]string `json:"-"`
+	// PublishAll publishes the image's exposed ports on free host ports.
+	PublishAll bool                `json:"-"`
+	Mounts     []specs.Mount       `json:"mounts,omitempty"`
+	Volumes    []VolumeMount       `json:"volumes,omitempty"`
+	Memory     int64               `json:"memory,omitempty"`
+	CPUs       float64             `json:"cpus,omitempty"`
+	PidsLimit  int64               `json:"pidsLimit,omitempty"`
+	Rlimits    []specs.POSIXRlimit `json:"rlimits,omitempty"`
+	Remove     bool                `json:"remove,omitempty"`
+	LogMaxSize int64               `json:"logMaxSize,omitempty"`
+	StopSignal string              `json:"stopSignal,omitempty"`
+	Init       bool                `json:"init,omitempty"` // an init as PID 1 (see initBinary)
 }
 
 // dir is a container's directory: bundle (config.json, rootfs), log,
@@ -98,13 +110,17 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 	if err != nil {
 		return metadata.Container{}, err
 	}
-	switch cfg.Network {
-	case "", "none", "host":
-	default:
-		return metadata.Container{}, fmt.Errorf("--network %q: only none and host exist so far: %w", cfg.Network, errdefs.ErrNotImplemented)
-	}
 	imgCfg, err := e.Images.Config(ctx, img)
 	if err != nil {
+		return metadata.Container{}, err
+	}
+	if cfg.PublishAll {
+		cfg.Ports = append(cfg.Ports, exposed(imgCfg.Config.ExposedPorts)...)
+	}
+	if err := e.checkNetwork(&cfg); err != nil {
+		return metadata.Container{}, err
+	}
+	if err := nameVolumes(&cfg, imgCfg.Config.Volumes); err != nil {
 		return metadata.Container{}, err
 	}
 	if cfg.StopSignal == "" {
@@ -118,9 +134,17 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 	if err != nil {
 		return metadata.Container{}, err
 	}
-	c := metadata.Container{ID: id, Name: name, Image: img.Name, ImageID: img.Config, Snapshot: snapshotKey(id), Runtime: rt.Path, Config: raw}
+	c := metadata.Container{ID: id, Name: name, Image: img.Name, ImageID: img.Config, Snapshot: snapshotKey(id), Runtime: rt.Path, Config: raw, Labels: cfg.Labels}
 	// The record first: a crash then leaves a record whose snapshot may be
 	// missing (rm copes), never a snapshot nothing names.
+	var made []string // volumes this create made
+	defer func() {
+		if retErr != nil { // after the cleanup below: no record uses them then
+			for _, v := range made {
+				e.RemoveVolume(context.WithoutCancel(ctx), v)
+			}
+		}
+	}()
 	if c, err = e.Meta.CreateContainer(ctx, c); err != nil {
 		return c, err
 	}
@@ -129,6 +153,10 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 			e.cleanup(context.WithoutCancel(ctx), c)
 		}
 	}()
+	made, err = e.makeVolumes(cfg)
+	if err != nil {
+		return c, err
+	}
 	if _, err := e.Images.Snapshots.Prepare(ctx, c.Snapshot, img.SnapshotKey, map[string]string{"berth.container": id}); err != nil {
 		return c, err
 	}
@@ -177,18 +205,29 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	if err != nil {
 		return err
 	}
-	network := ""
-	if cfg.Network == "host" {
-		network = "host"
+	netns := ""
+	switch cfg.Network {
+	case NetHost:
+		netns = "host"
+	case NetBridge:
+		netns = e.netnsPath(c.ID)
+	}
+	initBin, err := initBinary(cfg.Init)
+	if err != nil {
+		return err
+	}
+	vols, err := e.volumeMounts(cfg, rootfs)
+	if err != nil {
+		return err
 	}
 	spec, err := specgen.Generate(specgen.Options{
 		ID: c.ID, Image: img, Rootfs: rootfs,
 		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
 		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
 		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,
-		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Network: network,
-		Files: files, Mounts: cfg.Mounts, Memory: cfg.Memory, CPUs: cfg.CPUs, PidsLimit: cfg.PidsLimit,
-		Rlimits: cfg.Rlimits, CgroupPath: "/berth/" + c.ID,
+		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Network: netns,
+		Files: files, Mounts: append(slices.Clip(cfg.Mounts), vols...), Memory: cfg.Memory, CPUs: cfg.CPUs, PidsLimit: cfg.PidsLimit,
+		Rlimits: cfg.Rlimits, CgroupPath: "/berth/" + c.ID, Init: initBin,
 	})
 	if err != nil {
 		return err
@@ -201,11 +240,11 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 }
 
 // etcFiles writes the container's /etc/hosts, /etc/resolv.conf and
-// /etc/hostname (none of them for the host's network: the image's own are
-// kept then, as podman does for resolv.conf... and the host's are bound).
-func (e *Engine) etcFiles(dir, hostname, network string) (map[string]string, error) {
+// /etc/hostname; on the host's network, the host's hosts and resolv.conf
+// are bound instead.
+func (e *Engine) etcFiles(dir, hostname, mode string) (map[string]string, error) {
 	files := map[string]string{}
-	if network == "host" {
+	if mode == NetHost {
 		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 			if _, err := os.Stat(f); err == nil {
 				files[f] = f
@@ -213,12 +252,13 @@ func (e *Engine) etcFiles(dir, hostname, network string) (map[string]string, err
 		}
 		return files, nil
 	}
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		resolv = nil
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if mode == NetBridge {
+		hosts += network.HostsMarker // its addresses and its peers' follow when attached
+	} else {
+		hosts += "127.0.1.1\t" + hostname + "\n"
 	}
-	for name, content := range map[string][]byte{"hosts": []byte(hosts), "resolv.conf": resolv, "hostname": []byte(hostname + "\n")} {
+	for name, content := range map[string][]byte{"hosts": []byte(hosts), "resolv.conf": resolvConf(), "hostname": []byte(hostname + "\n")} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, content, 0o644); err != nil {
 			return nil, err
@@ -251,7 +291,7 @@ type Started struct {
 // Prepare starts a created (or exited) container's monitor, which has the
 // runtime create it; Run then starts its process. Attach clients that
 // connect in between see all of its output.
-func (e *Engine) Prepare(ctx context.Context, ref string) (*Started, error) {
+func (e *Engine) Prepare(ctx context.Context, ref string) (_ *Started, retErr error) {
 	c, err := e.Meta.GetContainer(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -292,6 +332,23 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (*Started, error) {
 	if cfg.Stdin {
 		args = append(args, "--stdin")
 	}
+	// The network is attached while the runtime creates the container;
+	// the container's process starts (Run) only once both are done.
+	attached, err := e.netUp(ctx, c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if attached != nil { // not waited for: an error came first
+			attached()
+		}
+		if retErr != nil {
+			if rt.Has(c.ID) {
+				rt.Delete(context.WithoutCancel(ctx), c.ID, true)
+			}
+			e.netDown(context.WithoutCancel(ctx), c, cfg)
+		}
+	}()
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -323,6 +380,11 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (*Started, error) {
 	}
 	if msg.Error != "" {
 		return nil, fmt.Errorf("container %s: %s: %w", c.Name, msg.Error, errdefs.ErrFailedPrecond)
+	}
+	wait := attached
+	attached = nil
+	if err := wait(); err != nil {
+		return nil, err
 	}
 	return &Started{C: c, rt: rt, Dir: dir}, nil
 }
@@ -470,21 +532,23 @@ func (e *Engine) Stop(ctx context.Context, c metadata.Container, timeout time.Du
 		sig = s
 	}
 	if err := e.Kill(ctx, c, sig); err != nil {
-		if errdefs.IsFailedPrecond(err) {
-			return nil // not running: stopped already
+		if errdefs.IsFailedPrecond(err) { // not running: stopped already
+			return e.netDown(ctx, c, cfg)
 		}
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := e.Wait(wctx, c); err == nil {
-		return nil
+		return e.netDown(ctx, c, cfg)
 	}
 	if err := e.Kill(ctx, c, unix.SIGKILL); err != nil && !errdefs.IsFailedPrecond(err) {
 		return err
 	}
-	_, err := e.Wait(ctx, c)
-	return err
+	if _, err := e.Wait(ctx, c); err != nil {
+		return err
+	}
+	return e.netDown(ctx, c, cfg)
 }
 
 // Remove deletes a container: its runtime state, rootfs, snapshot, files
@@ -513,6 +577,17 @@ func (e *Engine) Remove(ctx context.Context, c metadata.Container, force bool) e
 
 // cleanup removes what a container has, whatever state it was left in.
 func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
+	// The network is released (plugin runs, mostly waiting) while the
+	// rest goes; the record goes last, once both are done, so that a
+	// crash leaves a record that rm can finish.
+	netErr := make(chan error, 1)
+	go func() {
+		cfg, err := config(c)
+		if err == nil {
+			err = e.netDown(ctx, c, cfg)
+		}
+		netErr <- err
+	}()
 	if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil && rt.Has(c.ID) {
 		rt.Delete(ctx, c.ID, true)
 	}
@@ -525,8 +600,18 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
+	if err := <-netErr; err != nil {
+		return errors.Join(append(errs, err)...) // the record stays: rm again retries
+	}
 	if err := e.Meta.DeleteContainer(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, err)
+	}
+	if cfg, err := config(c); err == nil && cfg.Remove {
+		for _, v := range AnonymousVolumes(c) { // --rm takes its anonymous volumes along, as in docker
+			if err := e.RemoveVolume(ctx, v); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -61,7 +61,14 @@ type Options struct {
 	Rlimits    []specs.POSIXRlimit
 	CgroupPath string
 	Labels     map[string]string
+	// Init is the host path of an init (catatonit) to run as PID 1 in
+	// front of the command, bound read-only at InitPath; "" for none.
+	Init string
 }
+
+// InitPath is where Options.Init appears in the container (podman's is
+// /run/podman-init): under /run, away from the image's own files.
+const InitPath = "/run/berth-init"
 
 // Version is the ociVersion written: what is generated uses only fields
 // of runtime-spec 1.0.2, and runtimes such as crun 1.8 refuse a version
@@ -89,6 +96,10 @@ func Generate(o Options) (*specs.Spec, error) {
 	args, err := command(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Init != "" {
+		// "--" so that the command's own options are not the init's.
+		args = append([]string{InitPath, "--"}, args...)
 	}
 	uid, gid, groups, home, err := resolveUser(o.Rootfs, firstNonEmpty(o.User, o.Image.User))
 	if err != nil {
@@ -348,6 +359,9 @@ func mounts(o Options) []specs.Mount {
 	}
 	for _, dst := range slices.Sorted(maps.Keys(o.Files)) {
 		ms = append(ms, specs.Mount{Destination: dst, Type: "bind", Source: o.Files[dst], Options: []string{"bind", "rprivate"}})
+	}
+	if o.Init != "" {
+		ms = append(ms, specs.Mount{Destination: InitPath, Type: "bind", Source: o.Init, Options: []string{"bind", "rprivate", "ro", "nosuid", "nodev"}})
 	}
 	return append(ms, o.Mounts...)
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCrashRun kills berth with SIGKILL at random moments of a `run -d`
+// with a published port on the default network, and then, every other
+// time, the container's monitor; afterwards `rm -a -f` succeeds, and no
+// namespace, address, rule, mount or snapshot of those containers is
+// left, and the store still runs containers.
+func TestCrashRun(t *testing.T) {
+	c := containerCLI(t)
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Skip("needs Debian's containernetworking-plugins")
+	}
+	runroot := c.args[3]
+	args := func(name string) []string {
+		return append(append([]string{}, c.args...), "run", "-d", "--name", name, "-p", "127.0.0.1::80", "-v", "/anon", fixture, "busybox", "sleep", "60")
+	}
+	start := time.Now()
+	c.must(args("measure")[len(c.args):]...)
+	full := time.Since(start)
+	c.must("rm", "-f", "-v", "measure")
+	var ids []string
+	for i := 0; i < 16; i++ {
+		name := "crash" + strconv.Itoa(i)
+		cmd := exec.Command(berthBin, args(name)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rand.Int64N(int64(full))))
+		cmd.Process.Kill()
+		cmd.Wait()
+		id := strings.TrimSpace(c.must("ps", "-a", "--no-trunc", "--filter", "name="+name, "--format", "{{.ID}}"))
+		if id != "" {
+			ids = append(ids, id)
+			if i%2 == 1 {
+				if pid, err := strconv.Atoi(readTrim(filepath.Join(runroot, "containers", id, "monitor.pid"))); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if out, code := c.code("rm", "-a", "-f", "-v"); code != 0 {
+			t.Fatalf("round %d: rm -a -f after the crash: %d %s", i, code, out)
+		}
+	}
+	t.Logf("%d of 16 kills left a record to clean up", len(ids))
+	for _, id := range ids {
+		checkNetReleased(t, runroot, id)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(runroot, "netns")); len(ents) != 0 {
+		t.Errorf("namespaces left: %v", ents)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), runroot+"/") {
+		t.Errorf("mounts left under %s", runroot)
+	}
+	if out := c.must("volume", "ls", "-q"); out != "" {
+		t.Errorf("anonymous volumes left: %q", out)
+	}
+	if out := c.must("system", "check"); !strings.Contains(out, "consistent") {
+		t.Errorf("system check: %s", out)
+	}
+	if out, code := c.code("run", "--rm", "-p", "127.0.0.1::80", fixture, "busybox", "cat", "/data/a"); code != 0 || out != "hello from layer 1\n" {
+		t.Fatalf("a run after the crashes: %d %q", code, out)
+	}
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/opencontainers/cgroups"
+)
+
+// cgroupDirs are the cgroup directories a container's processes are in.
+// They are read from /proc/PID/cgroup of its init rather than derived from
+// the spec's linux.cgroupsPath: each runtime (and each cgroup driver: runc's
+// systemd one names them differently) maps that path its own way, and a
+// nested host mounts the hierarchies somewhere else.
+type cgroupDirs struct {
+	v1 map[string]string // controller -> directory
+	v2 string            // the cgroup2 directory: all of it on a v2 host, the unified half on a hybrid one
+}
+
+// v1Controllers are the controllers top and stats read.
+var v1Controllers = []string{"cpu", "cpuacct", "memory", "blkio", "pids"}
+
+func cgroupDirsOf(pid int) (cgroupDirs, error) {
+	cg, err := cgroups.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return cgroupDirs{}, fmt.Errorf("process %d: its cgroups: %w", pid, err)
+	}
+	var d cgroupDirs
+	if cgroups.IsCgroup2UnifiedMode() {
+		d.v2 = filepath.Join("/sys/fs/cgroup", cg[""])
+		return d, nil
+	}
+	d.v1 = map[string]string{}
+	for _, sub := range v1Controllers {
+		p, ok := cg[sub]
+		if !ok {
+			continue
+		}
+		mnt, root, err := cgroups.FindCgroupMountpointAndRoot("", sub)
+		if err != nil {
+			continue // not mounted here: its numbers are left out
+		}
+		// Paths are relative to the hierarchy's root as this process sees
+		// it (a cgroup namespace, or a bind mount of a sub-tree).
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		d.v1[sub] = filepath.Join(mnt, rel)
+	}
+	if p, ok := cg[""]; ok && cgroups.IsCgroup2HybridMode() {
+		d.v2 = filepath.Join("/sys/fs/cgroup/unified", p)
+	}
+	return d, nil
+}
+
+// procsDir is a directory whose cgroup.procs (with its children's) lists
+// every process of the container.
+func (d cgroupDirs) procsDir() string {
+	for _, sub := range []string{"pids", "memory", "cpuacct", "cpu"} {
+		if p := d.v1[sub]; p != "" {
+			return p
+		}
+	}
+	return d.v2
+}
+
+// runningPid is c's init's pid, or ErrFailedPrecond (with what to do) if
+// c does not run.
+func (e *Engine) runningPid(ctx context.Context, c metadata.Container, what string) (int, error) {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status != StatusRunning || st.Pid <= 0 {
+		return 0, fmt.Errorf("%s: container %s is %s, not running: start it first: %w", what, c.Name, st.Status, errdefs.ErrFailedPrecond)
+	}
+	return st.Pid, nil
+}
+
+// Pids are the host pids of c's processes: those of its cgroup, or, if
+// that cannot be read, its init and the init's descendants.
+func (e *Engine) Pids(ctx context.Context, c metadata.Container) ([]int, error) {
+	pid, err := e.runningPid(ctx, c, "top")
+	if err != nil {
+		return nil, err
+	}
+	if d, err := cgroupDirsOf(pid); err == nil && d.procsDir() != "" {
+		if pids, err := cgroups.GetAllPids(d.procsDir()); err == nil && len(pids) > 0 {
+			return pids, nil
+		}
+	}
+	return descendants(pid)
+}
+
+// descendants are pid and the processes below it, from /proc.
+func descendants(pid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command (which may hold spaces and parentheses).
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if i < 0 || len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out, nil
+}

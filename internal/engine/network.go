@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/fsutil"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/network"
+)
+
+// Network modes of a container (Config.Network).
+const (
+	NetNone   = "none"   // its own namespace, loopback only
+	NetHost   = "host"   // the host's namespace
+	NetBridge = "bridge" // its own namespace on Config.Networks, through CNI
+)
+
+// networkFile (in the container's directory) lists its interfaces while
+// it is attached.
+const networkFile = "network.json"
+
+// checkNetwork validates cfg's network mode, networks and ports, making
+// the default network on first use.
+func (e *Engine) checkNetwork(cfg *Config) error {
+	switch cfg.Network {
+	case "", NetNone, NetHost:
+		if len(cfg.Networks) > 0 {
+			return fmt.Errorf("--network %s: no named networks with it: %w", cmp.Or(cfg.Network, NetNone), errdefs.ErrInvalidArgument)
+		}
+		if len(cfg.Ports) > 0 {
+			return fmt.Errorf("publishing ports (-p) needs a bridge network, not %s: %w", cmp.Or(cfg.Network, NetNone), errdefs.ErrInvalidArgument)
+		}
+		return nil
+	case NetBridge:
+	default:
+		return fmt.Errorf("network mode %q: want none, host or bridge: %w", cfg.Network, errdefs.ErrInvalidArgument)
+	}
+	if len(cfg.Networks) == 0 {
+		cfg.Networks = []string{network.DefaultName}
+	}
+	var seen []string
+	for _, name := range cfg.Networks {
+		n, err := e.Networks.Get(name)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(seen, n.Name) {
+			return fmt.Errorf("network %s named twice: %w", n.Name, errdefs.ErrInvalidArgument)
+		}
+		seen = append(seen, n.Name)
+	}
+	cfg.Networks = seen
+	for i, p := range cfg.Ports {
+		if p.Protocol == "" {
+			cfg.Ports[i].Protocol = "tcp"
+		}
+		if p.ContainerPort < 1 || p.ContainerPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
+			return fmt.Errorf("port mapping %d:%d: ports are 1 to 65535: %w", p.HostPort, p.ContainerPort, errdefs.ErrInvalidArgument)
+		}
+		if p.HostPort == 0 { // a free port, chosen now so that it stays
+			port, err := freePort(cfg.Ports[i].Protocol, p.HostIP)
+			if err != nil {
+				return err
+			}
+			cfg.Ports[i].HostPort = port
+		}
+	}
+	return nil
+}
+
+// freePort asks the kernel for a free port on the host.
+func freePort(proto, ip string) (int, error) {
+	addr := net.JoinHostPort(ip, "0")
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return 0, fmt.Errorf("choosing a host port: %w", err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return 0, fmt.Errorf("choosing a host port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (e *Engine) netnsPath(id string) string { return filepath.Join(e.RunRoot, "netns", id) }
+
+func (e *Engine) netRequest(c metadata.Container, cfg Config) network.Request {
+	hostname := cmp.Or(cfg.Hostname, c.ID[:12])
+	names := []string{hostname}
+	if c.Name != hostname {
+		names = append(names, c.Name)
+	}
+	return network.Request{ContainerID: c.ID, Names: names, NetNS: e.netnsPath(c.ID), Networks: cfg.Networks,
+		Ports: cfg.Ports, HostsFile: filepath.Join(e.dir(c.ID), "hosts")}
+}
+
+// netUp pins a new network namespace for c and attaches it in the
+// background (the runtime creates the container meanwhile); the returned
+// function waits for the attachment.
+func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (func() error, error) {
+	if cfg.Network != NetBridge {
+		return func() error { return nil }, nil
+	}
+	e.netDown(ctx, c, cfg) // what a crash or an exit without stop left
+	req := e.netRequest(c, cfg)
+	if err := network.NewNetNS(req.NetNS); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		atts, err := e.Networks.Attach(ctx, req)
+		if err == nil {
+			var data []byte
+			data, err = json.Marshal(atts)
+			if err == nil {
+				err = fsutil.ReplaceFile(filepath.Join(e.dir(c.ID), networkFile), data, 0o644)
+			}
+		}
+		done <- err
+	}()
+	return func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		return nil
+	}, nil
+}
+
+// netDown releases c's network resources: addresses, port rules,
+// interfaces, name entries, the namespace. It works from the record
+// alone, so it cleans up after a crash at any point of netUp.
+func (e *Engine) netDown(ctx context.Context, c metadata.Container, cfg Config) error {
+	if cfg.Network != NetBridge {
+		return nil
+	}
+	req := e.netRequest(c, cfg)
+	if _, err := os.Lstat(req.NetNS); errors.Is(err, os.ErrNotExist) {
+		return nil // never attached, or released: netUp pins the namespace first, netDown removes it last
+	}
+	err := e.Networks.Detach(ctx, req)
+	os.Remove(filepath.Join(e.dir(c.ID), networkFile))
+	return errors.Join(err, network.RemoveNetNS(req.NetNS))
+}
+
+// Attachments returns c's interfaces while it is attached.
+func (e *Engine) Attachments(c metadata.Container) []network.Attachment {
+	var atts []network.Attachment
+	if data, err := os.ReadFile(filepath.Join(e.dir(c.ID), networkFile)); err == nil {
+		json.Unmarshal(data, &atts)
+	}
+	return atts
+}
+
+// Ports returns c's published ports.
+func Ports(c metadata.Container) []network.PortMapping {
+	cfg, _ := config(c)
+	return cfg.Ports
+}
+
+// NetworkUsers returns the containers that name network name.
+func (e *Engine) NetworkUsers(ctx context.Context, name string) ([]metadata.Container, error) {
+	cs, err := e.Meta.ListContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name = network.Canonical(name)
+	var out []metadata.Container
+	for _, c := range cs {
+		if cfg, err := config(c); err == nil && slices.Contains(cfg.Networks, name) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// resolvConf is the host's resolver configuration for a container in its
+// own network namespace: a nameserver on the host's loopback cannot be
+// reached from there, so those lines go.
+func resolvConf() []byte {
+	data, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return nil
+	}
+	var b strings.Builder
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
+				continue
+			}
+		}
+		b.WriteString(line)
+	}
+	return []byte(b.String())
+}
+
+// FormatPort is how a mapping prints: 80/tcp -> 0.0.0.0:8080.
+func FormatPort(p network.PortMapping) string {
+	return strconv.Itoa(p.ContainerPort) + "/" + p.Protocol + " -> " + net.JoinHostPort(cmp.Or(p.HostIP, "0.0.0.0"), strconv.Itoa(p.HostPort))
+}
+
+// exposed maps an image's EXPOSE ports ("80/tcp") to mappings on free
+// host ports.
+func exposed(ports map[string]struct{}) []network.PortMapping {
+	var out []network.PortMapping
+	for _, p := range slices.Sorted(maps.Keys(ports)) {
+		port, proto, _ := strings.Cut(p, "/")
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			continue
+		}
+		out = append(out, network.PortMapping{ContainerPort: n, Protocol: cmp.Or(proto, "tcp")})
+	}
+	return out
+}
