@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/monitor"
+	"github.com/berthdev/berth/internal/ociruntime"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Container states.
+const (
+	StatusCreated = "created"
+	StatusRunning = "running"
+	StatusExited  = "exited"
+)
+
+// State is what a container is doing, read from its monitor's files and
+// processes, so it is right even when the container was killed from
+// outside or berth was not running.
+type State struct {
+	Status     string
+	Pid        int
+	ExitCode   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Error      string
+}
+
+// State reads c's state.
+func (e *Engine) State(ctx context.Context, c metadata.Container) (State, error) {
+	dir := e.dir(c.ID)
+	var st State
+	if b, err := os.ReadFile(filepath.Join(dir, "started")); err == nil {
+		st.StartedAt, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	}
+	if x, err := monitor.ReadExit(dir); err == nil {
+		st.Status, st.ExitCode, st.FinishedAt, st.Error = StatusExited, x.Code, x.ExitedAt, x.Error
+		return st, nil
+	}
+	monPid := readPid(filepath.Join(dir, monitor.MonitorPid))
+	if monPid == 0 {
+		st.Status = StatusCreated
+		return st, nil
+	}
+	if alive(monPid) {
+		st.Status, st.Pid = StatusRunning, readPid(filepath.Join(dir, monitor.PidFile))
+		if st.StartedAt.IsZero() {
+			st.Status = StatusCreated // created by its monitor, not started
+		}
+		return st, nil
+	}
+	// The monitor died without writing the exit (killed): the runtime
+	// knows whether the container still runs.
+	rt, err := ociruntime.Find(c.Runtime, e.RunRoot)
+	if err == nil {
+		if rs, err := rt.State(ctx, c.ID); err == nil && rs.Status == specs.StateRunning {
+			st.Status, st.Pid = StatusRunning, rs.Pid
+			return st, nil
+		}
+	}
+	st.Status, st.ExitCode, st.Error = StatusExited, 255, "its monitor was killed; the exit code is unknown"
+	return st, nil
+}
+
+func readPid(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// Wait blocks until c has exited and returns its exit code.
+func (e *Engine) Wait(ctx context.Context, c metadata.Container) (int, error) {
+	for {
+		st, err := e.State(ctx, c)
+		if err != nil {
+			return 0, err
+		}
+		if st.Status == StatusExited {
+			return st.ExitCode, nil
+		}
+		if st.Status == StatusCreated && st.StartedAt.IsZero() && readPid(filepath.Join(e.dir(c.ID), monitor.MonitorPid)) == 0 {
+			return 0, fmt.Errorf("container %s was never started: %w", c.Name, errdefs.ErrFailedPrecond)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// running returns c's runtime, or ErrFailedPrecond if c is not running.
+func (e *Engine) running(ctx context.Context, c metadata.Container) (*ociruntime.Runtime, error) {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != StatusRunning {
+		return nil, fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	return ociruntime.Find(c.Runtime, e.RunRoot)
+}
