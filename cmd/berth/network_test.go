@@ -38,17 +38,21 @@ func TestNetworks(t *testing.T) {
 	if m == nil {
 		t.Fatalf("port: %q", out)
 	}
-	var body string
-	waitFor(t, func() bool {
-		resp, err := http.Get("http://127.0.0.1:" + m[1] + "/index.html")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return true
-	})
+	get := func() string { // the published port, from the host, once it answers
+		var body string
+		waitFor(t, func() bool {
+			resp, err := http.Get("http://127.0.0.1:" + m[1] + "/index.html")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return true
+		})
+		return body
+	}
+	body := get()
 	if body != "hi-from-web\n" {
 		t.Fatalf("published port from the host: %q", body)
 	}
@@ -62,6 +66,15 @@ func TestNetworks(t *testing.T) {
 		if out, code := c.code("run", "--rm", "--runtime", rt, "--network", "testnet", fixture, "busybox", "wget", "-qO-", "http://web:8080/index.html"); code != 0 || out != "hi-from-web\n" {
 			t.Errorf("%s: web by name on the named network: %d %q", rt, code, out)
 		}
+	}
+	// A restart releases the address and attaches again: the same host port serves.
+	c.must("restart", "-t", "2", "web")
+	body = get()
+	if body != "hi-from-web\n" {
+		t.Fatalf("published port after restart: %q", body)
+	}
+	if out := c.must("run", "--rm", "--network", "testnet", fixture, "busybox", "wget", "-qO-", "http://web:8080/index.html"); out != "hi-from-web\n" {
+		t.Errorf("web by name after its restart: %q", out)
 	}
 	// Another network does not see it.
 	if out, code := c.code("run", "--rm", fixture, "busybox", "wget", "-T", "2", "-qO-", "http://web:8080/index.html"); code == 0 {
