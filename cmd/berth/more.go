@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -115,6 +116,16 @@ func infoCmd() *cobra.Command {
 					fmt.Printf("  %s: %s\n", name, rt)
 				}
 			}
+			nets, _ := s.eng.Networks.List()
+			vols, _ := s.eng.ListVolumes()
+			bridge := "not found"
+			for _, d := range s.eng.Networks.PluginDirs {
+				if fileExists(filepath.Join(d, "bridge")) {
+					bridge = d
+					break
+				}
+			}
+			fmt.Printf("network:\n  cni plugins: %s\n  networks: %d\n  volumes: %d\n", bridge, len(nets), len(vols))
 			return nil
 		}),
 	}
