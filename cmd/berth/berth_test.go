@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -27,11 +29,13 @@ func TestMain(m *testing.M) {
 	if err == nil {
 		berthBin = filepath.Join(dir, "berth")
 		// berth finds berth-monitor and berth-runtime next to itself.
-		for pkg, out := range map[string]string{".": berthBin, "../berth-monitor": filepath.Join(dir, "berth-monitor")} {
-			if out, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-				os.Stderr.Write(out)
-				os.Exit(1)
-			}
+		if out, err := exec.Command("go", "build", "-o", berthBin, ".").CombinedOutput(); err != nil {
+			os.Stderr.Write(out)
+			os.Exit(1)
+		}
+		if err := buildMonitor(filepath.Join(dir, "berth-monitor")); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
 		}
 		if rt := os.Getenv("BERTH_TEST_RUNTIME"); rt != "" {
 			os.Symlink(rt, filepath.Join(dir, "berth-runtime"))
@@ -40,6 +44,26 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildMonitor compiles the C monitor as the Makefile does: musl-gcc, or
+// gcc if there is no musl, static.
+func buildMonitor(out string) error {
+	cc, err := exec.LookPath("musl-gcc")
+	if err != nil {
+		if cc, err = exec.LookPath("gcc"); err != nil {
+			return errors.New("berth-monitor is C: no C compiler (musl-gcc or gcc) on $PATH; apt-get install musl-tools")
+		}
+	}
+	srcs, err := filepath.Glob("../berth-monitor/*.c")
+	if err != nil || len(srcs) == 0 {
+		return fmt.Errorf("berth-monitor: no C sources in ../berth-monitor: %v", err)
+	}
+	args := append([]string{"-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror", "-o", out}, srcs...)
+	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("berth-monitor: %s %s: %v\n%s", cc, strings.Join(args, " "), err, b)
+	}
+	return nil
 }
 
 // TestPullAndImages drives the berth binary: pull from a registry on
