@@ -54,6 +54,16 @@ func TestCrashRun(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 16 kills left a record to clean up", len(ids))
+	// The narrowest window, made on purpose: killed after making the
+	// namespace's file, before pinning the namespace on it.
+	half := strings.TrimSpace(c.must("create", "-p", "127.0.0.1::80", fixture, "busybox", "true"))
+	os.MkdirAll(filepath.Join(runroot, "netns"), 0o700)
+	if err := os.WriteFile(filepath.Join(runroot, "netns", half), nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := c.code("rm", half); code != 0 {
+		t.Errorf("rm of a container whose namespace file was never pinned: %d %s", code, out)
+	}
 	for _, id := range ids {
 		checkNetReleased(t, runroot, id)
 	}

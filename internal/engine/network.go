@@ -154,9 +154,16 @@ func (e *Engine) netDown(ctx context.Context, c metadata.Container, cfg Config) 
 	if _, err := os.Lstat(req.NetNS); errors.Is(err, os.ErrNotExist) {
 		return nil // never attached, or released: netUp pins the namespace first, netDown removes it last
 	}
+	pinned := req.NetNS
+	if !network.IsNetNS(pinned) {
+		// A crash between making the file and pinning the namespace on it:
+		// the plugins release addresses and rules without one (CNI's DEL
+		// takes an empty namespace), and would refuse a plain file.
+		req.NetNS = ""
+	}
 	err := e.Networks.Detach(ctx, req)
 	os.Remove(filepath.Join(e.dir(c.ID), networkFile))
-	return errors.Join(err, network.RemoveNetNS(req.NetNS))
+	return errors.Join(err, network.RemoveNetNS(pinned))
 }
 
 // Attachments returns c's interfaces while it is attached.

@@ -68,6 +68,12 @@ func loopbackUp() error {
 	return nil
 }
 
+// IsNetNS reports whether path is a pinned network namespace.
+func IsNetNS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
 // RemoveNetNS unpins a namespace made by NewNetNS (the kernel frees it,
 // with its interfaces, once nothing else holds it). A missing one is no
 // error.
