@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -342,5 +343,19 @@ func TestLogRotation(t *testing.T) {
 	}
 	if first+len(entries)-1 != 100 {
 		t.Errorf("the last line kept is line-%d, want line-99", first+len(entries)-2)
+	}
+	if out := c.must("logs", "--tail", "1", "rot"); out != "line-99\ntail" {
+		t.Errorf("logs ends with the unfinished line: %q", out)
+	}
+	// logs -f follows the log across rotations.
+	c.must("run", "-d", "--name", "slow", "--log-opt", "max-size=1k", fixture, "sh", "-c",
+		"busybox sleep 1; i=0; while [ $i -lt 60 ]; do echo line-$i; i=$((i+1)); busybox usleep 10000; done")
+	out := c.must("logs", "-f", "slow")
+	var want strings.Builder
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&want, "line-%d\n", i)
+	}
+	if out != want.String() {
+		t.Errorf("logs -f across rotations: %q", out)
 	}
 }

@@ -51,6 +51,13 @@ type logOptions struct {
 	since              time.Time
 }
 
+// rotated reports whether path is no longer the file f has open.
+func rotated(f *os.File, path string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && !os.SameFile(a, b)
+}
+
 // printLogs reads the CRI log: "<time> <stream> <F|P> <text>", joining
 // partial lines.
 func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions) error {
@@ -62,11 +69,12 @@ func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { f.Close() }() // f is the newest file after a rotation
 	type line struct {
-		t      string
-		stream string
-		text   string
+		t       string
+		stream  string
+		text    string
+		partial bool // the last of the log, its line never ended
 	}
 	var pending = map[string]string{}
 	var lines []line
@@ -75,10 +83,23 @@ func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions
 		if l.stream == "stderr" {
 			w = os.Stderr
 		}
+		nl := "\n"
+		if l.partial {
+			nl = ""
+		}
 		if o.timestamps {
-			fmt.Fprintf(w, "%s %s\n", l.t, l.text)
+			fmt.Fprintf(w, "%s %s%s", l.t, l.text, nl)
 		} else {
-			fmt.Fprintln(w, l.text)
+			fmt.Fprint(w, l.text, nl)
+		}
+	}
+	// flush gives the partial lines a container left when it ended.
+	flush := func() {
+		for _, stream := range []string{"stdout", "stderr"} {
+			if text, ok := pending[stream]; ok {
+				emit(line{stream: stream, text: text, partial: true})
+				delete(pending, stream)
+			}
 		}
 	}
 	parse := func(raw string, collect bool) {
@@ -97,7 +118,7 @@ func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions
 			return
 		}
 		delete(pending, parts[1])
-		l := line{parts[0], parts[1], text}
+		l := line{t: parts[0], stream: parts[1], text: text}
 		if collect {
 			lines = append(lines, l)
 		} else {
@@ -127,6 +148,7 @@ func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions
 		emit(l)
 	}
 	if !o.follow {
+		flush()
 		return nil
 	}
 	for {
@@ -135,8 +157,18 @@ func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions
 			return err
 		}
 		readAll(false)
+		if rotated(f, path) { // the monitor renamed it to .1: the rest is in a new file
+			readAll(false)
+			nf, err := os.Open(path)
+			if err == nil {
+				f.Close()
+				f = nf
+				r.Reset(f)
+			}
+		}
 		if st.Status != engine.StatusRunning {
 			readAll(false)
+			flush()
 			return nil
 		}
 		select {
