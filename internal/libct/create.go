@@ -94,6 +94,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		FifoPath:   filepath.Join(dir, fifoName),
 		NewMountNS: hasNS(spec.Linux, specs.MountNamespace) && nsPath(spec.Linux, specs.MountNamespace) == "",
 		UserNS:     hasNS(spec.Linux, specs.UserNamespace)}
+	if cfg.Seccomp, err = compileSeccomp(root, spec.Linux); err != nil {
+		return nil, err
+	}
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {

@@ -3,6 +3,7 @@ package libct
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/berthdev/berth/internal/errdefs"
@@ -40,6 +41,9 @@ func (c *Container) Exec(o ExecOpts) (int, error) {
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: "/"}
 	cfg := &initConfig{Mode: "exec", ID: c.ID, Spec: spec, Process: p, PreserveFds: o.PreserveFds,
 		ConsoleFd: -1, ListenerFd: -1, UserNS: hasNS(spec.Linux, specs.UserNamespace)}
+	if cfg.Seccomp, err = compileSeccomp(filepath.Dir(c.dir), spec.Linux); err != nil {
+		return 0, err
+	}
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 
+	"github.com/berthdev/berth/internal/libct/seccomp"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,8 @@ type initConfig struct {
 	// cgroup namespace itself, from the thread that will exec.
 	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
 	CgroupNS    bool     `json:"cgroup_ns,omitempty"`
+	// Seccomp is linux.seccomp compiled by the runtime (from its cache).
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 }
 
 // cgroupMount is one host hierarchy as the container's cgroup mount shows it.
@@ -123,7 +126,7 @@ func initExec(cfg *initConfig, enc *json.Encoder) error {
 			return err
 		}
 	}
-	return finishProcess(p, cfg.Spec.Linux, cfg.PreserveFds)
+	return finishProcess(p, cfg.Spec.Linux, cfg.PreserveFds, cfg.Seccomp)
 }
 
 func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
@@ -263,7 +266,7 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 			return err
 		}
 	}
-	return finishProcess(p, s.Linux, cfg.PreserveFds)
+	return finishProcess(p, s.Linux, cfg.PreserveFds, cfg.Seccomp)
 }
 
 // joinCgroups puts a cloned init's exec thread in its v1 cgroups (see

@@ -50,8 +50,9 @@ func setOOMScoreAdj(v *int, enc *json.Encoder) {
 }
 
 // finishProcess switches to the process's identity and security settings
-// and execs it. It returns only on error.
-func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
+// and execs it; prog is l.Seccomp compiled (the runtime's, see
+// compileSeccomp). It returns only on error.
+func finishProcess(p *specs.Process, l *specs.Linux, keepFds int, prog *seccomp.Program) error {
 	if l.Personality != nil && l.Personality.Domain == specs.PerLinux32 {
 		if _, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, 0x0008, 0, 0); e != 0 {
 			return fmt.Errorf("linux.personality: %w", e)
@@ -79,13 +80,10 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 	if err := unix.CloseRange(uint(3+keepFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close_range: %w", err)
 	}
-	// Compiled before the rlimits (a tight RLIMIT_AS would starve
-	// libseccomp), which go before the filter (it may deny setrlimit) and
-	// before the capabilities (raising a hard limit needs CAP_SYS_RESOURCE).
-	prog, err := seccomp.Compile(l.Seccomp)
-	if err != nil {
-		return fmt.Errorf("linux.seccomp: %w", err)
-	}
+	// The rlimits go after the compiled filter (a tight RLIMIT_AS would
+	// starve libseccomp), before the filter is loaded (it may deny
+	// setrlimit) and before the capabilities (raising a hard limit needs
+	// CAP_SYS_RESOURCE).
 	if err := setRlimits(p.Rlimits); err != nil {
 		return err
 	}
@@ -129,6 +127,23 @@ func finishProcess(p *specs.Process, l *specs.Linux, keepFds int) error {
 		return fmt.Errorf("exec %s: %w", p.Args[0], err)
 	}
 	return nil
+}
+
+// seccompCache is the compiled-profile cache under the runtime's root
+// (':' is in no container ID).
+const seccompCache = "seccomp:cache"
+
+// compileSeccomp compiles linux.seccomp for init, through the cache: the
+// runtime does it before init waits for `start`, not init after it.
+func compileSeccomp(root string, l *specs.Linux) (*seccomp.Program, error) {
+	if l == nil || l.Seccomp == nil {
+		return nil, nil
+	}
+	p, err := seccomp.CompileCached(l.Seccomp, filepath.Join(root, seccompCache))
+	if err != nil {
+		return nil, fmt.Errorf("linux.seccomp: %w", err)
+	}
+	return p, nil
 }
 
 func loadSeccomp(prog *seccomp.Program, s *specs.LinuxSeccomp) error {

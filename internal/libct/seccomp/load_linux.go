@@ -287,6 +287,11 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeBPF(raw)
+}
+
+// decodeBPF reads an exported program.
+func decodeBPF(raw []byte) ([]unix.SockFilter, error) {
 	// struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, in host byte order.
 	const insnSize = 8
 	n := len(raw) / insnSize
