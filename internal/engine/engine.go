@@ -469,20 +469,22 @@ func (e *Engine) Remove(ctx context.Context, c metadata.Container, force bool) e
 
 // cleanup removes what a container has, whatever state it was left in.
 func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
-	// The network is released (plugin runs, mostly waiting) while the
-	// rest goes; the record goes last, once both are done, so that a
-	// crash leaves a record that rm can finish.
+	// The runtime's record and then the network are released (runtime
+	// and plugin runs, mostly waiting) while the files go: the runtime
+	// keeps the spec in its own state, not the bundle. The record goes
+	// last, once both are done, so that a crash leaves a record that rm
+	// can finish.
 	netErr := make(chan error, 1)
 	go func() {
+		if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil && rt.Has(c.ID) {
+			rt.Delete(ctx, c.ID, true)
+		}
 		cfg, err := config(c)
 		if err == nil {
 			err = e.netDown(ctx, c, cfg)
 		}
 		netErr <- err
 	}()
-	if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil && rt.Has(c.ID) {
-		rt.Delete(ctx, c.ID, true)
-	}
 	dir := e.dir(c.ID)
 	unix.Unmount(filepath.Join(dir, "rootfs"), unix.MNT_DETACH)
 	var errs []error
