@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/monitor"
 	"golang.org/x/sys/unix"
 )
@@ -161,6 +163,15 @@ func (a *attachment) copyStdin() {
 // berth's own: a stopped berth must not stop the container.
 var proxiedSignals = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM}
+
+// signalProxy sends a signal berth gets on to c.
+func signalProxy(ctx context.Context, s *store, c metadata.Container) func(os.Signal) {
+	return func(sig os.Signal) {
+		if n, ok := sig.(unix.Signal); ok {
+			s.eng.Kill(context.WithoutCancel(ctx), c, n)
+		}
+	}
+}
 
 func (a *attachment) resize() {
 	ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)

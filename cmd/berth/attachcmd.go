@@ -10,7 +10,6 @@ import (
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 func attachCmd() *cobra.Command {
@@ -42,11 +41,7 @@ func attachCmd() *cobra.Command {
 				a.detachKeys = keys
 			}
 			if sigProxy {
-				a.proxy = func(sig os.Signal) {
-					if n, ok := sig.(unix.Signal); ok {
-						s.eng.Kill(context.WithoutCancel(ctx), c, n)
-					}
-				}
+				a.proxy = signalProxy(ctx, s, c)
 			}
 			code, err := a.stream()
 			if errors.Is(err, errDetached) {

@@ -21,12 +21,12 @@ import (
 
 // runFlags are run's and create's flags.
 type runFlags struct {
-	name, runtime, pull, entrypoint, logOpt        string
-	detach, interactive, tty, rm, publishAll       bool
-	networks, publish, labels                      []string
-	memory                                         string
-	cfg                                            engine.Config
-	volumes, tmpfs, securityOpt, ulimits, envFiles []string
+	name, runtime, pull, entrypoint, logOpt            string
+	detach, interactive, tty, rm, publishAll, sigProxy bool
+	networks, publish, labels                          []string
+	memory                                             string
+	cfg                                                engine.Config
+	volumes, tmpfs, securityOpt, ulimits, envFiles     []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command, run bool) {
@@ -63,6 +63,7 @@ func (f *runFlags) register(cmd *cobra.Command, run bool) {
 	if run {
 		fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the ID")
 		fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+		fl.BoolVar(&f.sigProxy, "sig-proxy", true, "pass the signals berth gets to the container (not with -t: keys go as input then)")
 	}
 }
 
@@ -276,6 +277,9 @@ func runCmd() *cobra.Command {
 		a, err := attach(started.Dir, f.interactive, f.tty)
 		if err != nil {
 			return err
+		}
+		if f.sigProxy {
+			a.proxy = signalProxy(ctx, s, c)
 		}
 		if err := started.Run(ctx); err != nil {
 			return err

@@ -106,6 +106,19 @@ func TestAttach(t *testing.T) {
 		t.Fatalf("signal through attach: exit %d, %q", code, buf.String())
 	}
 
+	// And to a foreground run: TERM to berth run reaches the container.
+	cmd = c.command("run", "--rm", fixture, "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do busybox sleep 0.1; done")
+	var runBuf syncBuffer
+	cmd.Stdout, cmd.Stderr = &runBuf, &runBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(runBuf.String(), "ready") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := exitCodeOf(t, cmd.Wait()); code != 7 || !strings.Contains(runBuf.String(), "got-term") {
+		t.Fatalf("signal through run: exit %d, %q", code, runBuf.String())
+	}
+
 	// A terminal: raw mode through script(1), the detach keys, the exit code.
 	if _, err := exec.LookPath("script"); err == nil {
 		c.must("run", "-d", "-t", "-i", "--name", "tty", fixture, "sh")
