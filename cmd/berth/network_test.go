@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -122,5 +123,67 @@ func checkNetReleased(t *testing.T, runroot, id string) {
 	})
 	if save, err := exec.Command("iptables-save").Output(); err == nil && strings.Contains(string(save), id) {
 		t.Errorf("iptables rules of %s left", id[:12])
+	}
+}
+
+// TestConcurrentRuns: berth processes at once on a new store: they make
+// the default network together, each container gets its own address and
+// host port, and removing them at once leaves nothing.
+func TestConcurrentRuns(t *testing.T) {
+	c := containerCLI(t)
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Skip("needs Debian's containernetworking-plugins")
+	}
+	const n = 6
+	errs := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			out, err := c.run("run", "-d", "--name", fmt.Sprintf("p%d", i), "-p", "127.0.0.1::80", fixture, "busybox", "sleep", "60")
+			if err != nil {
+				out = "run: " + out
+			} else {
+				out = ""
+			}
+			errs <- out
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	ips := map[string]bool{}
+	ids := strings.Fields(c.must("ps", "-q", "--no-trunc"))
+	for _, id := range ids {
+		ip := strings.TrimSpace(c.must("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id))
+		if ip == "" || ips[ip] {
+			t.Errorf("container %s: address %q (not its own)", id[:12], ip)
+		}
+		ips[ip] = true
+	}
+	if len(ids) != n {
+		t.Fatalf("%d containers run, want %d", len(ids), n)
+	}
+	if out := c.must("network", "ls", "-q"); out != "berth\n" {
+		t.Errorf("networks: %q", out)
+	}
+	for _, id := range ids {
+		go func() {
+			out, err := c.run("rm", "-f", id)
+			if err != nil {
+				out = "rm: " + out
+			} else {
+				out = ""
+			}
+			errs <- out
+		}()
+	}
+	for range ids {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	for _, id := range ids {
+		checkNetReleased(t, c.args[3], id)
 	}
 }
