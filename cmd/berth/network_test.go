@@ -77,6 +77,14 @@ func TestNetworks(t *testing.T) {
 	if out := c.must("run", "--rm", "--network", "testnet", fixture, "busybox", "wget", "-qO-", "http://web:8080/index.html"); out != "hi-from-web\n" {
 		t.Errorf("web by name after its restart: %q", out)
 	}
+	// --dns, --dns-search and --add-host shape the files berth writes.
+	out = c.must("run", "--rm", "--dns", "10.0.0.9", "--dns-search", "example.org", "--add-host", "db:10.1.2.3", fixture,
+		"sh", "-c", "cat /etc/resolv.conf /etc/hosts")
+	for _, want := range []string{"nameserver 10.0.0.9\n", "search example.org\n", "10.1.2.3\tdb\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--dns/--dns-search/--add-host: %q lacks %q", out, want)
+		}
+	}
 	// Another network does not see it.
 	if out, code := c.code("run", "--rm", fixture, "busybox", "wget", "-T", "2", "-qO-", "http://web:8080/index.html"); code == 0 {
 		t.Errorf("web reached from the default network: %q", out)
@@ -87,6 +95,8 @@ func TestNetworks(t *testing.T) {
 		{"run", "--rm", "--network", "nosuch", fixture, "busybox", "true"},
 		{"run", "--rm", "-p", "99999:80", fixture, "busybox", "true"},
 		{"run", "--rm", "--network", "host,testnet", fixture, "busybox", "true"},
+		{"run", "--rm", "--add-host", "nocolon", fixture, "busybox", "true"},
+		{"run", "--rm", "--dns", "not-an-ip", fixture, "busybox", "true"},
 	} {
 		if out, code := c.code(args...); code != 125 || !strings.Contains(out, "Error") {
 			t.Errorf("%v: %d %q", args, code, out)

@@ -71,6 +71,9 @@ type Config struct {
 	PublishAll bool                `json:"-"`
 	Mounts     []specs.Mount       `json:"mounts,omitempty"`
 	Volumes    []VolumeMount       `json:"volumes,omitempty"`
+	DNS        []string            `json:"dns,omitempty"`       // nameservers instead of the host's
+	DNSSearch  []string            `json:"dnsSearch,omitempty"` // search domains instead of the host's
+	AddHosts   []string            `json:"addHosts,omitempty"`  // "name:IP" lines for /etc/hosts
 	Memory     int64               `json:"memory,omitempty"`
 	CPUs       float64             `json:"cpus,omitempty"`
 	PidsLimit  int64               `json:"pidsLimit,omitempty"`
@@ -117,6 +120,9 @@ func (e *Engine) Create(ctx context.Context, image, name, runtime string, cfg Co
 		cfg.Ports = append(cfg.Ports, exposed(imgCfg.Config.ExposedPorts)...)
 	}
 	if err := e.checkNetwork(&cfg); err != nil {
+		return metadata.Container{}, err
+	}
+	if err := CheckDNSOptions(cfg); err != nil {
 		return metadata.Container{}, err
 	}
 	if err := nameVolumes(&cfg, imgCfg.Config.Volumes); err != nil {
@@ -200,7 +206,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	if hostname == "" && cfg.Network != "host" {
 		hostname = c.ID[:12]
 	}
-	files, err := e.etcFiles(dir, hostname, cfg.Network)
+	files, err := etcFiles(dir, hostname, cfg)
 	if err != nil {
 		return err
 	}
@@ -236,35 +242,6 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		return err
 	}
 	return fsutil.ReplaceFile(filepath.Join(dir, "config.json"), data, 0o600)
-}
-
-// etcFiles writes the container's /etc/hosts, /etc/resolv.conf and
-// /etc/hostname; on the host's network, the host's hosts and resolv.conf
-// are bound instead.
-func (e *Engine) etcFiles(dir, hostname, mode string) (map[string]string, error) {
-	files := map[string]string{}
-	if mode == NetHost {
-		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
-			if _, err := os.Stat(f); err == nil {
-				files[f] = f
-			}
-		}
-		return files, nil
-	}
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if mode == NetBridge {
-		hosts += network.HostsMarker // its addresses and its peers' follow when attached
-	} else {
-		hosts += "127.0.1.1\t" + hostname + "\n"
-	}
-	for name, content := range map[string][]byte{"hosts": []byte(hosts), "resolv.conf": resolvConf(), "hostname": []byte(hostname + "\n")} {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, content, 0o644); err != nil {
-			return nil, err
-		}
-		files["/etc/"+name] = p
-	}
-	return files, nil
 }
 
 // config decodes a container's engine config.

@@ -197,22 +197,35 @@ func (e *Engine) NetworkUsers(ctx context.Context, name string) ([]metadata.Cont
 	return out, nil
 }
 
-// resolvConf is the host's resolver configuration for a container in its
-// own network namespace: a nameserver on the host's loopback cannot be
-// reached from there, so those lines go.
-func resolvConf() []byte {
-	data, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return nil
-	}
+// resolvConf is the host's resolver configuration for the container,
+// with dns and search in place of the host's when given. In its own
+// network namespace a nameserver on the host's loopback cannot be
+// reached, so those lines go.
+func resolvConf(hostNet bool, dns, search []string) []byte {
+	data, _ := os.ReadFile("/etc/resolv.conf")
 	var b strings.Builder
 	for line := range strings.Lines(string(data)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "nameserver" && len(dns) > 0:
+			continue
+		case len(f) >= 2 && f[0] == "nameserver" && !hostNet:
 			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
 				continue
 			}
+		case len(f) >= 1 && (f[0] == "search" || f[0] == "domain") && len(search) > 0:
+			continue
 		}
 		b.WriteString(line)
+		if !strings.HasSuffix(line, "\n") {
+			b.WriteString("\n")
+		}
+	}
+	for _, ns := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
 	}
 	return []byte(b.String())
 }
@@ -235,4 +248,72 @@ func exposed(ports map[string]struct{}) []network.PortMapping {
 		out = append(out, network.PortMapping{ContainerPort: n, Protocol: cmp.Or(proto, "tcp")})
 	}
 	return out
+}
+
+// etcFiles writes the container's /etc/hosts, /etc/resolv.conf and
+// /etc/hostname. On the host's network the host's hosts and resolv.conf
+// are bound as they are (so the container follows changes to them),
+// unless --add-host or --dns asks for more: then copies with it.
+func etcFiles(dir, hostname string, cfg Config) (map[string]string, error) {
+	files := map[string]string{}
+	extra := len(cfg.AddHosts) > 0 || len(cfg.DNS) > 0 || len(cfg.DNSSearch) > 0
+	if cfg.Network == NetHost && !extra {
+		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+			if _, err := os.Stat(f); err == nil {
+				files[f] = f
+			}
+		}
+		return files, nil
+	}
+	var hosts strings.Builder
+	if cfg.Network == NetHost {
+		b, _ := os.ReadFile("/etc/hosts")
+		hosts.Write(b)
+	} else {
+		hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	}
+	for _, h := range cfg.AddHosts {
+		name, ip, _ := strings.Cut(h, ":")
+		fmt.Fprintf(&hosts, "%s\t%s\n", ip, name)
+	}
+	switch cfg.Network {
+	case NetBridge:
+		hosts.WriteString(network.HostsMarker) // its addresses and its peers' follow when attached
+	case NetHost:
+	default:
+		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
+	}
+	content := map[string][]byte{"hosts": []byte(hosts.String()), "resolv.conf": resolvConf(cfg.Network == NetHost, cfg.DNS, cfg.DNSSearch)}
+	if cfg.Network != NetHost {
+		content["hostname"] = []byte(hostname + "\n")
+	}
+	for name, data := range content {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return nil, err
+		}
+		files["/etc/"+name] = p
+	}
+	return files, nil
+}
+
+// CheckDNSOptions validates --dns, --dns-search and --add-host.
+func CheckDNSOptions(cfg Config) error {
+	for _, ip := range cfg.DNS {
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("--dns %q: not an IP address: %w", ip, errdefs.ErrInvalidArgument)
+		}
+	}
+	for _, h := range cfg.AddHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t\n") || net.ParseIP(ip) == nil {
+			return fmt.Errorf("--add-host %q: want NAME:IP: %w", h, errdefs.ErrInvalidArgument)
+		}
+	}
+	for _, d := range cfg.DNSSearch {
+		if d == "" || strings.ContainsAny(d, " \t\n") {
+			return fmt.Errorf("--dns-search %q: not a domain: %w", d, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }

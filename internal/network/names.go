@@ -48,7 +48,13 @@ func (m *Manager) join(r Request, atts []Attachment) error {
 			return err
 		}
 		p, _ := netip.ParsePrefix(a.IP)
-		data, _ := json.Marshal(member{IP: p.Addr().String(), Names: append(slices.Clone(r.Names), r.ContainerID[:min(12, len(r.ContainerID))]), Hosts: r.HostsFile, DNS: n.DNS})
+		var names []string
+		for _, name := range append(slices.Clone(r.Names), r.ContainerID[:min(12, len(r.ContainerID))]) {
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		data, _ := json.Marshal(member{IP: p.Addr().String(), Names: names, Hosts: r.HostsFile, DNS: n.DNS})
 		dir := filepath.Join(m.namesDir(), a.Network)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
