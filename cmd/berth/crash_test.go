@@ -88,3 +88,31 @@ func readTrim(p string) string {
 	b, _ := os.ReadFile(p)
 	return strings.TrimSpace(string(b))
 }
+
+// TestRunrootLost: a reboot clears the runroot (/run); a stopped
+// container then starts again, with the changes its rootfs had, on its
+// network, and is removed cleanly.
+func TestRunrootLost(t *testing.T) {
+	c := containerCLI(t)
+	runroot := c.args[3]
+	id := strings.TrimSpace(c.must("run", "-d", "-p", "127.0.0.1::80", fixture, "sh", "-c", "echo kept >> /data/runs; busybox sleep 60"))
+	waitFor(t, func() bool { return strings.Contains(c.must("exec", id, "busybox", "cat", "/data/runs"), "kept") })
+	c.must("stop", "-t", "0", id)
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for line := range strings.Lines(string(mi)) {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], runroot+"/") {
+				syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
+		}
+	}
+	if err := os.RemoveAll(runroot); err != nil {
+		t.Fatal(err)
+	}
+	c.must("start", id)
+	waitFor(t, func() bool { return c.must("exec", id, "busybox", "cat", "/data/runs") == "kept\nkept\n" })
+	if ip := c.must("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id); !strings.HasPrefix(ip, "10.") {
+		t.Errorf("no address after the start: %q", ip)
+	}
+	c.must("rm", "-f", id)
+	checkNetReleased(t, runroot, id)
+}

@@ -293,6 +293,21 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (_ *Started, retErr er
 		rt.Delete(ctx, c.ID, true)
 	}
 	os.Remove(filepath.Join(dir, monitor.ExitFile))
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); errors.Is(err, os.ErrNotExist) {
+		// The runroot went (a reboot clears /run): the bundle is made
+		// again from the record; the rootfs's changes are in the store.
+		img, err := e.Images.LookupOne(ctx, c.ImageID.Encoded())
+		if err != nil {
+			return nil, fmt.Errorf("container %s: its image, to make its bundle again: %w", c.Name, err)
+		}
+		imgCfg, err := e.Images.Config(ctx, img)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.writeBundle(ctx, c, cfg, imgCfg.Config); err != nil {
+			return nil, err
+		}
+	}
 	rootfs, err := e.mountRootfs(ctx, c)
 	if err != nil {
 		return nil, err
