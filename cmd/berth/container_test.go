@@ -97,6 +97,14 @@ func TestRunForeground(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "/dev/pts/") {
 			t.Errorf("run -t: %v %q", err, out)
 		}
+		// The terminal's size at the start, and after a resize (SIGWINCH
+		// to berth, a resize frame to the monitor, TIOCSWINSZ on the pty).
+		cmd = exec.Command("script", "-qec", "stty rows 33 cols 101; (busybox sleep 1.5; stty rows 40 cols 120 </dev/tty) & "+
+			berthBin+" "+strings.Join(c.args, " ")+" run --rm -t "+fixture+" sh -c 'busybox stty size; busybox sleep 3; busybox stty size'", "/dev/null")
+		out, err = cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "33 101") || !strings.Contains(string(out), "40 120") {
+			t.Errorf("run -t with a resize: %v %q", err, out)
+		}
 	}
 }
 
