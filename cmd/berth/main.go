@@ -7,18 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 
-	"github.com/berthdev/berth/internal/content"
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
-	"github.com/berthdev/berth/internal/network"
-	"github.com/berthdev/berth/internal/registries"
-	"github.com/berthdev/berth/internal/registry"
-	"github.com/berthdev/berth/internal/snapshot"
 	"github.com/spf13/cobra"
 )
 
@@ -88,45 +81,12 @@ func openStore(ctx context.Context) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, _, err := registries.Find(g.registriesConf)
+	eng, err := engine.Open(ctx, engine.StoreOptions{Root: g.root, RunRoot: g.runroot, RegistriesConf: g.registriesConf,
+		ParallelDownloads: conf.Images.ParallelDownloads, CNIPluginDirs: conf.Network.CNIPluginDirs})
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(g.root, 0o700); err != nil {
-		return nil, fmt.Errorf("store %s: %w", g.root, err)
-	}
-	db, err := metadata.Open(ctx, filepath.Join(g.root, "metadata.db"))
-	if err != nil {
-		return nil, err
-	}
-	cs, err := content.NewStore(filepath.Join(g.root, "content"))
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	snaps, err := snapshot.NewOverlay(filepath.Join(g.root, "snapshots"), db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	svc := &imagesvc.Service{Root: g.root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
-		Parallel: conf.Images.ParallelDownloads}
-	nets := &network.Manager{ConfDir: filepath.Join(g.root, "networks"), StateDir: filepath.Join(g.runroot, "networks"),
-		PluginDirs: conf.Network.CNIPluginDirs}
-	return &store{meta: db, svc: svc, eng: &engine.Engine{Images: svc, Meta: db, RunRoot: g.runroot, Monitor: monitorPath(), Networks: nets}}, nil
-}
-
-// monitorPath is berth-monitor next to this binary, else on $PATH.
-func monitorPath() string {
-	if self, err := os.Executable(); err == nil {
-		if p := filepath.Join(filepath.Dir(self), "berth-monitor"); fileExists(p) {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("berth-monitor"); err == nil {
-		return p
-	}
-	return "berth-monitor"
+	return &store{meta: eng.Meta, svc: eng.Images, eng: eng}, nil
 }
 
 func fileExists(p string) bool {
