@@ -23,6 +23,7 @@ MONITOR_CFLAGS := -static -Os -s -Wall -Wextra -Werror
 build: $(MUSL_LIB)/libseccomp.a
 	$(BUILD_ENV) $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	$(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/berth ./cmd/berth
+	$(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/berthd ./cmd/berthd
 	# The monitor runs once per container for its whole life: C, static,
 	# small (cmd/berth-monitor/main.c says why; cmd/berth's tests build it
 	# with the same command).
@@ -47,6 +48,7 @@ install: build
 	install -D -m 0755 $(BIN)/berth-runtime $(DESTDIR)/usr/local/bin/berth-runtime
 	install -D -m 0755 $(BIN)/berth $(DESTDIR)/usr/local/bin/berth
 	install -D -m 0755 $(BIN)/berth-monitor $(DESTDIR)/usr/local/bin/berth-monitor
+	install -D -m 0755 $(BIN)/berthd $(DESTDIR)/usr/local/bin/berthd
 
 clean:
 	rm -rf $(BIN)

@@ -243,3 +243,12 @@ func editAuthFile(file string, edit func(map[string]json.RawMessage)) error {
 	}
 	return fsutil.WriteFileAtomic(file, append(out, '\n'), 0o600)
 }
+
+type credsKey struct{}
+
+// WithCredentials makes the registry requests made with ctx authenticate
+// with a, whatever the auth files say: a CRI PullImage carries the
+// kubelet's image pull secret.
+func WithCredentials(ctx context.Context, a authn.AuthConfig) context.Context {
+	return context.WithValue(ctx, credsKey{}, a)
+}

@@ -81,7 +81,8 @@ type httpFetcher struct {
 func (f *httpFetcher) authed(ctx context.Context, repo Repo, scheme string, base http.RoundTripper) (http.RoundTripper, error) {
 	host := apiHost(repo.Registry)
 	key := scheme + "://" + host + "/" + repo.Path
-	if rt, ok := f.auth.Load(key); ok {
+	given, hasGiven := ctx.Value(credsKey{}).(authn.AuthConfig)
+	if rt, ok := f.auth.Load(key); ok && !hasGiven {
 		return rt.(http.RoundTripper), nil
 	}
 	var opts []name.Option
@@ -101,6 +102,9 @@ func (f *httpFetcher) authed(ctx context.Context, repo Repo, scheme string, base
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: credentials: %w", repo.Registry, err)
 	}
+	if hasGiven {
+		authr = authn.FromConfig(given)
+	}
 	scope := transport.PullScope
 	rt, err := transport.NewWithContext(ctx, reg, authr, base, []string{"repository:" + repo.Path + ":" + scope})
 	if err != nil {
@@ -118,7 +122,9 @@ func (f *httpFetcher) authed(ctx context.Context, repo Repo, scheme string, base
 		}
 		return nil, fmt.Errorf("registry %s: %v: %w", repo.Registry, err, errdefs.ErrUnavailable)
 	}
-	f.auth.Store(key, rt)
+	if !hasGiven { // a request's own credentials are not kept for others
+		f.auth.Store(key, rt)
+	}
 	return rt, nil
 }
 
