@@ -53,7 +53,7 @@ func inspectCmd() *cobra.Command {
 					return err
 				}
 				a, _ := containerArgs(s, c)
-				in := info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c.ID)}
+				in := info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c)}
 				in.NetworkSettings.Networks, in.NetworkSettings.Ports = s.eng.Attachments(c), engine.Ports(c)
 				if len(in.NetworkSettings.Networks) > 0 {
 					in.NetworkSettings.IPAddress, _, _ = strings.Cut(in.NetworkSettings.Networks[0].IP, "/")

@@ -61,7 +61,7 @@ func rotated(f *os.File, path string) bool {
 // printLogs reads the CRI log: "<time> <stream> <F|P> <text>", joining
 // partial lines.
 func printLogs(ctx context.Context, s *store, c metadata.Container, o logOptions) error {
-	path := s.eng.LogPath(c.ID)
+	path := s.eng.LogPath(c)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // never started

@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -68,12 +70,17 @@ type Config struct {
 	// Labels are the record's (metadata.Container.Labels).
 	Labels map[string]string `json:"-"`
 	// PublishAll publishes the image's exposed ports on free host ports.
-	PublishAll bool                `json:"-"`
-	Mounts     []specs.Mount       `json:"mounts,omitempty"`
-	Volumes    []VolumeMount       `json:"volumes,omitempty"`
-	DNS        []string            `json:"dns,omitempty"`       // nameservers instead of the host's
-	DNSSearch  []string            `json:"dnsSearch,omitempty"` // search domains instead of the host's
-	AddHosts   []string            `json:"addHosts,omitempty"`  // "name:IP" lines for /etc/hosts
+	PublishAll bool          `json:"-"`
+	Mounts     []specs.Mount `json:"mounts,omitempty"`
+	Volumes    []VolumeMount `json:"volumes,omitempty"`
+	DNS        []string      `json:"dns,omitempty"`       // nameservers instead of the host's
+	DNSSearch  []string      `json:"dnsSearch,omitempty"` // search domains instead of the host's
+	AddHosts   []string      `json:"addHosts,omitempty"`  // "name:IP" lines for /etc/hosts
+	DNSOptions []string      `json:"dnsOptions,omitempty"`
+	// LogPath is where the log goes ("": the container's directory).
+	LogPath string `json:"logPath,omitempty"`
+	// Pod is what a container of a CRI pod needs beyond a berth run.
+	Pod        *PodOptions         `json:"pod,omitempty"`
 	Memory     int64               `json:"memory,omitempty"`
 	CPUs       float64             `json:"cpus,omitempty"`
 	PidsLimit  int64               `json:"pidsLimit,omitempty"`
@@ -88,8 +95,14 @@ type Config struct {
 // monitor files.
 func (e *Engine) dir(id string) string { return filepath.Join(e.RunRoot, "containers", id) }
 
-// LogPath is where a container's log is.
-func (e *Engine) LogPath(id string) string { return filepath.Join(e.dir(id), "ctr.log") }
+// LogPath is where a container's log is: where its config says (the
+// kubelet's path, for the CRI), else in its directory.
+func (e *Engine) LogPath(c metadata.Container) string {
+	if cfg, err := config(c); err == nil && cfg.LogPath != "" {
+		return cfg.LogPath
+	}
+	return filepath.Join(e.dir(c.ID), "ctr.log")
+}
 
 func newID() string {
 	var b [32]byte
@@ -216,6 +229,19 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		netns = "host"
 	case NetBridge:
 		netns = e.netnsPath(c.ID)
+	case NetJoin:
+		netns = cfg.Pod.NetNS
+	}
+	cgroup := "/berth/" + c.ID
+	var po specgen.Options
+	if p := cfg.Pod; p != nil {
+		maps.Copy(files, p.Files)
+		if p.CgroupParent != "" {
+			cgroup = path.Join(p.CgroupParent, c.ID)
+		}
+		po = specgen.Options{Namespaces: p.namespaces(), Devices: p.Devices, Sysctls: p.Sysctls, OOMScoreAdj: p.OOMScoreAdj,
+			AdditionalGIDs: p.AdditionalGIDs, MaskedPaths: p.MaskedPaths, ReadonlyPaths: p.ReadonlyPaths, Resources: p.Resources,
+			Annotations: p.Annotations}
 	}
 	initBin, err := initBinary(cfg.Init)
 	if err != nil {
@@ -225,15 +251,15 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	if err != nil {
 		return err
 	}
-	spec, err := specgen.Generate(specgen.Options{
-		ID: c.ID, Image: img, Rootfs: rootfs,
-		Entrypoint: cfg.Entrypoint, EntrypointSet: cfg.EntrypointSet, Args: cfg.Args,
-		Env: cfg.Env, HostEnv: os.LookupEnv, WorkDir: cfg.WorkDir, User: cfg.User, Hostname: cfg.Hostname,
-		TTY: cfg.TTY, Stdin: cfg.Stdin, ReadOnly: cfg.ReadOnly, Privileged: cfg.Privileged,
-		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, NoNewPrivs: cfg.NoNewPrivs, Seccomp: cfg.Seccomp, Network: netns,
-		Files: files, Mounts: append(slices.Clip(cfg.Mounts), vols...), Memory: cfg.Memory, CPUs: cfg.CPUs, PidsLimit: cfg.PidsLimit,
-		Rlimits: cfg.Rlimits, CgroupPath: "/berth/" + c.ID, Init: initBin,
-	})
+	po.ID, po.Image, po.Rootfs = c.ID, img, rootfs
+	po.Entrypoint, po.EntrypointSet, po.Args = cfg.Entrypoint, cfg.EntrypointSet, cfg.Args
+	po.Env, po.HostEnv, po.WorkDir, po.User, po.Hostname = cfg.Env, os.LookupEnv, cfg.WorkDir, cfg.User, cfg.Hostname
+	po.TTY, po.Stdin, po.ReadOnly, po.Privileged = cfg.TTY, cfg.Stdin, cfg.ReadOnly, cfg.Privileged
+	po.CapAdd, po.CapDrop, po.NoNewPrivs, po.Seccomp, po.Network = cfg.CapAdd, cfg.CapDrop, cfg.NoNewPrivs, cfg.Seccomp, netns
+	po.Files, po.Mounts = files, append(slices.Clip(cfg.Mounts), vols...)
+	po.Memory, po.CPUs, po.PidsLimit, po.Rlimits = cfg.Memory, cfg.CPUs, cfg.PidsLimit, cfg.Rlimits
+	po.CgroupPath, po.Init = cgroup, initBin
+	spec, err := specgen.Generate(po)
 	if err != nil {
 		return err
 	}
@@ -313,7 +339,7 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (_ *Started, retErr er
 		return nil, err
 	}
 	args := []string{"--id", c.ID, "--dir", dir, "--runtime", rt.Path, "--runtime-root", rt.Root,
-		"--log", e.LogPath(c.ID), "--rootfs", rootfs}
+		"--log", e.LogPath(c), "--rootfs", rootfs}
 	if cfg.LogMaxSize > 0 {
 		args = append(args, "--log-max-size", strconv.FormatInt(cfg.LogMaxSize, 10))
 	}

@@ -44,6 +44,11 @@ func (e *Engine) checkNetwork(cfg *Config) error {
 		}
 		return nil
 	case NetBridge:
+	case NetJoin:
+		if cfg.Pod == nil || cfg.Pod.NetNS == "" || len(cfg.Networks) > 0 || len(cfg.Ports) > 0 {
+			return fmt.Errorf("network mode join: a namespace to join, and no networks or ports of its own: %w", errdefs.ErrInvalidArgument)
+		}
+		return nil
 	default:
 		return fmt.Errorf("network mode %q: want none, host or bridge: %w", cfg.Network, errdefs.ErrInvalidArgument)
 	}

@@ -64,6 +64,21 @@ type Options struct {
 	// Init is the host path of an init (catatonit) to run as PID 1 in
 	// front of the command, bound read-only at InitPath; "" for none.
 	Init string
+	// Namespaces other than the network's to share: by type, "host"
+	// (none of its own) or a path to join; a type not named gets a new
+	// one. A CRI pod's containers join its infra container's.
+	Namespaces map[specs.LinuxNamespaceType]string
+	// What the CRI sets beyond a run's options.
+	Devices        []specs.LinuxDevice
+	Sysctls        map[string]string
+	OOMScoreAdj    *int
+	AdditionalGIDs []uint32
+	// MaskedPaths and ReadonlyPaths replace the defaults when not nil.
+	MaskedPaths, ReadonlyPaths *[]string
+	// Resources, when set, are the container's (Memory, CPUs and
+	// PidsLimit are then unused).
+	Resources   *specs.LinuxResources
+	Annotations map[string]string
 }
 
 // InitPath is where Options.Init appears in the container (podman's is
@@ -117,6 +132,9 @@ func Generate(o Options) (*specs.Spec, error) {
 	if hostname == "" && o.Network != "host" {
 		hostname = shortID(o.ID)
 	}
+	if o.Namespaces[specs.UTSNamespace] != "" {
+		hostname = "" // the shared namespace has its name; a runtime refuses to set one there
+	}
 	s := &specs.Spec{
 		Version: Version,
 		Root:    &specs.Root{Path: o.Rootfs, Readonly: o.ReadOnly},
@@ -125,16 +143,17 @@ func Generate(o Options) (*specs.Spec, error) {
 			Args:     args,
 			Env:      env,
 			Cwd:      firstNonEmpty(o.WorkDir, o.Image.WorkingDir, "/"),
-			User:     specs.User{UID: uid, GID: gid, AdditionalGids: groups},
+			User:     specs.User{UID: uid, GID: gid, AdditionalGids: appendNew(groups, o.AdditionalGIDs)},
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
 			NoNewPrivileges: o.NoNewPrivs,
 			Rlimits:         o.Rlimits,
+			OOMScoreAdj:     o.OOMScoreAdj,
 		},
 		Hostname:    hostname,
 		Mounts:      mounts(o),
-		Annotations: o.Labels,
+		Annotations: annotations(o),
 		Linux: &specs.Linux{
 			CgroupsPath: o.CgroupPath,
 			Namespaces: []specs.LinuxNamespace{
@@ -156,6 +175,19 @@ func Generate(o Options) (*specs.Spec, error) {
 	if o.Network != "host" {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
+	for t, mode := range o.Namespaces {
+		i := slices.IndexFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t })
+		switch {
+		case mode == "host" && i >= 0:
+			s.Linux.Namespaces = slices.Delete(s.Linux.Namespaces, i, i+1)
+		case mode != "host" && i >= 0:
+			s.Linux.Namespaces[i].Path = mode
+		case mode != "host":
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t, Path: mode})
+		}
+	}
+	s.Linux.Devices = o.Devices
+	s.Linux.Sysctl = o.Sysctls
 	if s.Linux.Seccomp, err = seccompProfile(o, caps); err != nil {
 		return nil, err
 	}
@@ -164,6 +196,16 @@ func Generate(o Options) (*specs.Spec, error) {
 	} else {
 		s.Linux.MaskedPaths = slices.Clone(maskedPaths)
 		s.Linux.ReadonlyPaths = slices.Clone(readonlyPaths)
+		for _, d := range o.Devices { // a device given is a device allowed
+			major, minor := d.Major, d.Minor
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+		}
+	}
+	if o.MaskedPaths != nil {
+		s.Linux.MaskedPaths = *o.MaskedPaths
+	}
+	if o.ReadonlyPaths != nil {
+		s.Linux.ReadonlyPaths = *o.ReadonlyPaths
 	}
 	return s, nil
 }
@@ -366,7 +408,33 @@ func mounts(o Options) []specs.Mount {
 	return append(ms, o.Mounts...)
 }
 
+func annotations(o Options) map[string]string {
+	if len(o.Annotations) == 0 {
+		return o.Labels
+	}
+	out := maps.Clone(o.Labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, o.Annotations)
+	return out
+}
+
+func appendNew(a, b []uint32) []uint32 {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(a, x)
+		}
+	}
+	return a
+}
+
 func resources(o Options) *specs.LinuxResources {
+	if o.Resources != nil {
+		r := *o.Resources
+		r.Devices = append([]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, r.Devices...)
+		return &r
+	}
 	r := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
 	if o.Memory > 0 {
 		m := o.Memory
