@@ -6,16 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/ociruntime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Spec reads the OCI spec of c's bundle.
@@ -41,6 +44,9 @@ type ExecConfig struct {
 	Detach  bool
 	// ConsoleSocket receives the terminal's master for TTY.
 	ConsoleSocket string
+	// Stdin, Stdout and Stderr are the process's (berth's own when nil).
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
 }
 
 // Exec runs a process in c, with the container's process as the template
@@ -88,16 +94,38 @@ func (e *Engine) Exec(ctx context.Context, c metadata.Container, x ExecConfig) (
 		return 0, err
 	}
 	pf.Close()
-	args := []string{"exec", "--process", pf.Name()}
+	pidFile := strings.TrimSuffix(pf.Name(), ".json") + ".pid"
+	defer os.Remove(pidFile)
+	args := []string{"exec", "--process", pf.Name(), "--pid-file", pidFile}
 	if x.TTY {
 		args = append(args, "--console-socket", x.ConsoleSocket)
 	}
 	if x.Detach {
 		args = append(args, "--detach")
 	}
-	cmd := rt.Command(ctx, append(args, c.ID)...)
+	// Not CommandContext: the runtime's process ending does not end the
+	// process in the container; when ctx ends, that one is killed.
+	cmd := rt.Command(context.WithoutCancel(ctx), append(args, c.ID)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	if x.Stdin != nil || x.Stdout != nil || x.Stderr != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = x.Stdin, x.Stdout, x.Stderr
+	}
+	cmd.WaitDelay = 2 * time.Second // a child of the process may hold the output open
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		if pid := readPid(pidFile); pid > 0 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		<-done
+		return 0, fmt.Errorf("exec in %s: %w", c.Name, ctx.Err())
+	}
+	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode(), nil

@@ -206,7 +206,7 @@ func (e *Engine) NetworkUsers(ctx context.Context, name string) ([]metadata.Cont
 // with dns and search in place of the host's when given. In its own
 // network namespace a nameserver on the host's loopback cannot be
 // reached, so those lines go.
-func resolvConf(hostNet bool, dns, search []string) []byte {
+func resolvConf(hostNet bool, dns, search, options []string) []byte {
 	data, _ := os.ReadFile("/etc/resolv.conf")
 	var b strings.Builder
 	for line := range strings.Lines(string(data)) {
@@ -220,6 +220,8 @@ func resolvConf(hostNet bool, dns, search []string) []byte {
 			}
 		case len(f) >= 1 && (f[0] == "search" || f[0] == "domain") && len(search) > 0:
 			continue
+		case len(f) >= 1 && f[0] == "options" && len(options) > 0:
+			continue
 		}
 		b.WriteString(line)
 		if !strings.HasSuffix(line, "\n") {
@@ -231,6 +233,9 @@ func resolvConf(hostNet bool, dns, search []string) []byte {
 	}
 	if len(search) > 0 {
 		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
 	}
 	return []byte(b.String())
 }
@@ -261,7 +266,7 @@ func exposed(ports map[string]struct{}) []network.PortMapping {
 // unless --add-host or --dns asks for more: then copies with it.
 func etcFiles(dir, hostname string, cfg Config) (map[string]string, error) {
 	files := map[string]string{}
-	extra := len(cfg.AddHosts) > 0 || len(cfg.DNS) > 0 || len(cfg.DNSSearch) > 0
+	extra := len(cfg.AddHosts) > 0 || len(cfg.DNS) > 0 || len(cfg.DNSSearch) > 0 || len(cfg.DNSOptions) > 0
 	if cfg.Network == NetHost && !extra {
 		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 			if _, err := os.Stat(f); err == nil {
@@ -288,7 +293,7 @@ func etcFiles(dir, hostname string, cfg Config) (map[string]string, error) {
 	default:
 		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
 	}
-	content := map[string][]byte{"hosts": []byte(hosts.String()), "resolv.conf": resolvConf(cfg.Network == NetHost, cfg.DNS, cfg.DNSSearch)}
+	content := map[string][]byte{"hosts": []byte(hosts.String()), "resolv.conf": resolvConf(cfg.Network == NetHost, cfg.DNS, cfg.DNSSearch, cfg.DNSOptions)}
 	if cfg.Network != NetHost {
 		content["hostname"] = []byte(hostname + "\n")
 	}
