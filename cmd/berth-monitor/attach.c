@@ -316,7 +316,8 @@ void monitor_loop(pid_t init, int sig_fd, struct streams *st, struct exit_status
 		if (p[P_SIG].revents) {
 			struct signalfd_siginfo si;
 			while (read(sig_fd, &si, sizeof si) > 0)
-				;
+				if (si.ssi_signo == SIGUSR1)
+					log_reopen();
 			reap(init, &exited, es, WNOHANG);
 		}
 		/* Clients first: one that connected before the output was made

@@ -62,6 +62,20 @@ size_t format_time(char *b, const struct timespec *ts)
 	return n;
 }
 
+/* log_reopen opens the log's path again: whoever renamed the file (the
+ * kubelet's rotation) wants the next lines in a new one. */
+int log_reopen(void)
+{
+	struct stat st;
+	int fd = open_append(log_path);
+	if (fd < 0)
+		return -1;
+	close(log_fd);
+	log_fd = fd;
+	log_size = fstat(fd, &st) == 0 ? st.st_size : 0;
+	return 0;
+}
+
 static int rotate(void)
 {
 	char old[strlen(log_path) + 3];

@@ -310,11 +310,13 @@ int main(int argc, char **argv)
 		fail("berth-monitor: --id, --dir, --runtime and --log are needed");
 		return fail_start(2);
 	}
-	/* SIGCHLD is read from a signalfd in the loop; a write to a client or
-	 * a stdin that went away is an error to handle, not a death. */
+	/* SIGCHLD is read from a signalfd in the loop, and SIGUSR1 (reopen
+	 * the log: the kubelet rotated it); a write to a client or a stdin
+	 * that went away is an error to handle, not a death. */
 	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
+	sigaddset(&chld, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &chld, &orig_mask);
 	signal(SIGPIPE, SIG_IGN);
 	int sig_fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -94,6 +94,7 @@ int create_container(pid_t *pid, struct streams *st);
 
 /* log.c */
 int log_open(const char *path, long long max_size);
+int log_reopen(void);
 void log_write(int stream, const char *p, size_t n);
 void log_close(void);
 size_t format_time(char *b, const struct timespec *ts);

@@ -155,18 +155,22 @@ func TestBindMounts(t *testing.T) {
 		addMount("/mnt/bind", "bind", host, "bind", "ro"),
 		addMount("/mnt/rbind", "bind", host, "rbind", "ro"),
 		addMount("/mnt/rw", "none", host, "bind"),
+		addMount("/mnt/rro", "bind", host, "rbind", "rro"),
 		addMount("/etc/single.txt", "bind", file, "bind", "ro"),
 		sh(`cat /mnt/bind/hello /mnt/rbind/hello
 ls /mnt/bind/sub | wc -l
 cat /mnt/rbind/sub/subfile
 touch /mnt/bind/x 2>/dev/null || echo bind-ro
 touch /mnt/rbind/x 2>/dev/null || echo rbind-ro
+touch /mnt/rbind/sub/y && echo rbind-sub-rw
+touch /mnt/rro/sub/z 2>/dev/null || echo rro-sub-ro
 touch /mnt/rw/written && echo rw-ok
 cat /etc/single.txt; [ -f /etc/single.txt ] && echo is-file
 echo x >> /etc/single.txt 2>/dev/null || echo file-ro`))
 	out := c.mustRun()
 	got := lines(out)
-	want := []string{"hello-from-host", "hello-from-host", "0", "in-submount", "bind-ro", "rbind-ro",
+	// "ro" is the mount's alone (runc's reading); "rro" reaches submounts.
+	want := []string{"hello-from-host", "hello-from-host", "0", "in-submount", "bind-ro", "rbind-ro", "rbind-sub-rw", "rro-sub-ro",
 		"rw-ok", "single-file", "is-file", "file-ro"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("bind mounts:\n got %q\nwant %q", got, want)

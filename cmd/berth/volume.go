@@ -65,7 +65,7 @@ func addVolume(cfg *engine.Config, v string) error {
 	}
 	opts := []string{"rbind", "rprivate"}
 	if ro {
-		opts = append(opts, "ro")
+		opts = append(opts, "ro", "rro") // submounts read-only too, as docker 25 does (runtimes without "rro" keep "ro")
 	}
 	cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: abs, Options: opts})
 	return nil

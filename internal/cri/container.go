@@ -108,11 +108,23 @@ func (s *Server) containerConfig(sb metadata.Container, infraPid int, sbCfg *run
 	}
 	p.CgroupParent = cmpOr(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
 	for _, mnt := range cfg.Mounts {
+		if mnt.Image != nil && mnt.Image.Image != "" {
+			return ec, fmt.Errorf("mount %s: image volumes: %w", mnt.ContainerPath, errdefs.ErrNotImplemented)
+		}
 		m, err := mount(mnt)
 		if err != nil {
 			return ec, err
 		}
 		ec.Mounts = append(ec.Mounts, m)
+		// A mount that propagates needs the root's mounts to propagate too.
+		switch mnt.Propagation {
+		case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			p.RootfsPropagation = "rshared"
+		case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			if p.RootfsPropagation == "" {
+				p.RootfsPropagation = "rslave"
+			}
+		}
 	}
 	for _, d := range cfg.Devices {
 		dev, err := device(d)
@@ -163,18 +175,17 @@ func securityContext(ec *engine.Config, sc *runtime.LinuxContainerSecurityContex
 			ec.Pod.ReadonlyPaths = &sc.ReadonlyPaths
 		}
 	}
-	switch prof := sc.GetSeccomp(); prof.GetProfileType() {
-	case runtime.SecurityProfile_Unconfined:
+	// The kubelet's rules: no profile given is unconfined; a privileged
+	// container is unconfined whatever it names.
+	prof := sc.GetSeccomp()
+	switch {
+	case sc.Privileged || prof == nil || prof.ProfileType == runtime.SecurityProfile_Unconfined:
 		ec.Seccomp = "unconfined"
-	case runtime.SecurityProfile_Localhost:
+	case prof.ProfileType == runtime.SecurityProfile_Localhost:
 		if !filepath.IsAbs(prof.LocalhostRef) {
 			return fmt.Errorf("seccomp localhost profile %q: not an absolute path: %w", prof.LocalhostRef, errdefs.ErrInvalidArgument)
 		}
 		ec.Seccomp = prof.LocalhostRef
-	default: // RuntimeDefault, and none given: berth's default profile
-		if sc.Privileged {
-			ec.Seccomp = "unconfined"
-		}
 	}
 	return nil
 }
@@ -340,9 +351,13 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtime.ContainerStat
 		status.Image = &runtime.ImageSpec{Image: cfg.Image.Image}
 	}
 	if st.Status == engine.StatusExited {
-		status.Reason = "Completed"
-		if st.ExitCode != 0 {
+		switch {
+		case st.ExitCode == 137 && s.eng.OOMKilled(c):
+			status.Reason = "OOMKilled"
+		case st.ExitCode != 0:
 			status.Reason = "Error"
+		default:
+			status.Reason = "Completed"
 		}
 		status.Message = st.Error
 	}
@@ -405,4 +420,76 @@ func (s *Server) ExecSync(ctx context.Context, req *runtime.ExecSyncRequest) (*r
 		return nil, err
 	}
 	return &runtime.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: int32(code)}, nil
+}
+
+// containerStats samples c: CPU and memory from its cgroup (zero while
+// it does not run), its writable layer's use.
+func (s *Server) containerStats(ctx context.Context, c metadata.Container) (*runtime.ContainerStats, error) {
+	st, err := s.eng.Stats(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	used, inodes, err := s.eng.WritableUsage(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixNano()
+	cfg := fromLabel[runtime.ContainerConfig](c, labelConfig)
+	return &runtime.ContainerStats{
+		Attributes: &runtime.ContainerAttributes{Id: c.ID, Metadata: cfg.Metadata, Labels: cfg.Labels, Annotations: cfg.Annotations},
+		Cpu:        &runtime.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtime.UInt64Value{Value: st.CPUNano}},
+		Memory: &runtime.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtime.UInt64Value{Value: st.MemUsage},
+			UsageBytes: &runtime.UInt64Value{Value: st.MemUsage}, AvailableBytes: &runtime.UInt64Value{Value: st.MemLimit - min(st.MemLimit, st.MemUsage)}},
+		WritableLayer: &runtime.FilesystemUsage{Timestamp: now, FsId: &runtime.FilesystemIdentifier{Mountpoint: s.eng.Images.Root},
+			UsedBytes: &runtime.UInt64Value{Value: used}, InodesUsed: &runtime.UInt64Value{Value: inodes}},
+	}, nil
+}
+
+// ContainerStats samples one container.
+func (s *Server) ContainerStats(ctx context.Context, req *runtime.ContainerStatsRequest) (*runtime.ContainerStatsResponse, error) {
+	c, err := s.record(ctx, req.ContainerId, kindContainer)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerStats(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.ContainerStatsResponse{Stats: st}, nil
+}
+
+// ListContainerStats samples the containers the filter picks.
+func (s *Server) ListContainerStats(ctx context.Context, req *runtime.ListContainerStatsRequest) (*runtime.ListContainerStatsResponse, error) {
+	f := req.Filter
+	list, err := s.ListContainers(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{
+		Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()}})
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtime.ListContainerStatsResponse{}
+	for _, ctr := range list.Containers {
+		c, err := s.record(ctx, ctr.Id, kindContainer)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		st, err := s.containerStats(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		resp.Stats = append(resp.Stats, st)
+	}
+	return resp, nil
+}
+
+// ReopenContainerLog has the container's monitor open its log again,
+// after the kubelet renamed it for rotation.
+func (s *Server) ReopenContainerLog(ctx context.Context, req *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
+	c, err := s.record(ctx, req.ContainerId, kindContainer)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eng.ReopenLog(ctx, c); err != nil {
+		return nil, err
+	}
+	return &runtime.ReopenContainerLogResponse{}, nil
 }

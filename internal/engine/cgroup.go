@@ -3,10 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
@@ -129,4 +131,63 @@ func descendants(pid int) ([]int, error) {
 		out = append(out, children[out[i]]...)
 	}
 	return out, nil
+}
+
+// OOMKilled reports whether the kernel's OOM killer killed a process in
+// c's memory cgroup: read from the cgroup its spec names (cgroupfs), which
+// stays until the runtime deletes the container.
+func (e *Engine) OOMKilled(c metadata.Container) bool {
+	spec, err := e.Spec(c)
+	if err != nil || spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return false
+	}
+	file, key := "memory.oom_control", "oom_kill"
+	mnt, err := cgroups.FindCgroupMountpoint("", "memory")
+	if cgroups.IsCgroup2UnifiedMode() || err != nil {
+		mnt, file = "/sys/fs/cgroup", "memory.events"
+	}
+	data, err := os.ReadFile(filepath.Join(mnt, spec.Linux.CgroupsPath, file))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key && f[1] != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+// WritableUsage is what c wrote to its root file system: the bytes
+// (allocated blocks, as du counts) and inodes of its snapshot's upper
+// directory.
+func (e *Engine) WritableUsage(ctx context.Context, c metadata.Container) (bytes, inodes uint64, err error) {
+	ms, err := e.Images.Snapshots.Mounts(ctx, c.Snapshot)
+	if err != nil {
+		return 0, 0, err
+	}
+	upper := ""
+	for _, m := range ms {
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				upper = v
+			}
+		}
+	}
+	if upper == "" {
+		return 0, 0, nil
+	}
+	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // removed while walked
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				bytes += uint64(st.Blocks) * 512
+			}
+		}
+		inodes++
+		return nil
+	})
+	return bytes, inodes, err
 }

@@ -241,7 +241,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		}
 		po = specgen.Options{Namespaces: p.namespaces(), Devices: p.Devices, Sysctls: p.Sysctls, OOMScoreAdj: p.OOMScoreAdj,
 			AdditionalGIDs: p.AdditionalGIDs, MaskedPaths: p.MaskedPaths, ReadonlyPaths: p.ReadonlyPaths, Resources: p.Resources,
-			Annotations: p.Annotations}
+			Annotations: p.Annotations, RootfsPropagation: p.RootfsPropagation}
 	}
 	initBin, err := initBinary(cfg.Init)
 	if err != nil {

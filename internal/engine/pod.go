@@ -28,6 +28,8 @@ type PodOptions struct {
 	ReadonlyPaths  *[]string             `json:"readonlyPaths,omitempty"`
 	Resources      *specs.LinuxResources `json:"resources,omitempty"`
 	Annotations    map[string]string     `json:"annotations,omitempty"`
+	// RootfsPropagation is the root mount's propagation ("" for the runtime's).
+	RootfsPropagation string `json:"rootfsPropagation,omitempty"`
 	// Files are bound over the /etc files berth writes (a pod's
 	// containers share its hosts, resolv.conf and hostname).
 	Files map[string]string `json:"files,omitempty"`

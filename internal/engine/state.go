@@ -14,6 +14,7 @@ import (
 	"github.com/berthdev/berth/internal/monitor"
 	"github.com/berthdev/berth/internal/ociruntime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Container states.
@@ -121,4 +122,28 @@ func (e *Engine) running(ctx context.Context, c metadata.Container) (*ociruntime
 		return nil, fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
 	}
 	return ociruntime.Find(c.Runtime, e.RunRoot)
+}
+
+// ReopenLog has c's monitor open its log's path again (after the file
+// was renamed away, as the kubelet rotates logs) and waits until it has.
+func (e *Engine) ReopenLog(ctx context.Context, c metadata.Container) error {
+	st, err := e.State(ctx, c)
+	if err != nil {
+		return err
+	}
+	pid := readPid(filepath.Join(e.dir(c.ID), monitor.MonitorPid))
+	if st.Status != StatusRunning || pid == 0 || !alive(pid) {
+		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
+	}
+	if err := unix.Kill(pid, unix.SIGUSR1); err != nil {
+		return fmt.Errorf("container %s: its monitor: %w", c.Name, err)
+	}
+	path := e.LogPath(c)
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("container %s: the log %s was not opened again: %w", c.Name, path, errdefs.ErrUnavailable)
 }

@@ -14,6 +14,9 @@ type mountOpts struct {
 	data      []string // file system specific options
 	bind      bool
 	recursive bool
+	// recursiveRO: "rro" (runtime-spec 1.1), read-only submounts too;
+	// plain "ro" is the mount's alone, as in runc.
+	recursiveRO bool
 }
 
 var flagOpts = map[string]struct {
@@ -67,6 +70,10 @@ func parseMountOpts(typ string, options []string) mountOpts {
 			o.bind = true
 		case "rbind":
 			o.bind, o.recursive = true, true
+		case "rro":
+			o.flags |= unix.MS_RDONLY
+			o.clear &^= unix.MS_RDONLY
+			o.recursiveRO = true
 		case "":
 		default:
 			o.data = append(o.data, opt)

@@ -161,7 +161,7 @@ func (r *rootfs) mount(m specs.Mount) error {
 	defer t2.Close()
 	dst = procFd(t2)
 	if o.bind && (o.flags&^(unix.MS_REMOUNT|unix.MS_BIND|unix.MS_REC) != 0 || o.clear != 0) {
-		if err := remount(dst, o.flags&^unix.MS_REMOUNT, o.recursive); err != nil {
+		if err := remount(dst, o.flags&^unix.MS_REMOUNT, o.recursive && o.recursiveRO); err != nil {
 			return err
 		}
 	}
@@ -197,7 +197,7 @@ func remount(dst string, flags uintptr, recursive bool) error {
 		return fmt.Errorf("remount: %w", err)
 	}
 	if recursive && flags&unix.MS_RDONLY != 0 {
-		// Submounts of an rbind get read-only too, as users expect of "ro".
+		// "rro": submounts of an rbind get read-only too.
 		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 		if err := unix.MountSetattr(-1, dst, unix.AT_RECURSIVE, attr); err != nil && !errors.Is(err, unix.ENOSYS) {
 			return fmt.Errorf("recursive read-only: %w", err)

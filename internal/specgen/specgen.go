@@ -77,8 +77,9 @@ type Options struct {
 	MaskedPaths, ReadonlyPaths *[]string
 	// Resources, when set, are the container's (Memory, CPUs and
 	// PidsLimit are then unused).
-	Resources   *specs.LinuxResources
-	Annotations map[string]string
+	Resources         *specs.LinuxResources
+	Annotations       map[string]string
+	RootfsPropagation string
 }
 
 // InitPath is where Options.Init appears in the container (podman's is
@@ -188,6 +189,7 @@ func Generate(o Options) (*specs.Spec, error) {
 	}
 	s.Linux.Devices = o.Devices
 	s.Linux.Sysctl = o.Sysctls
+	s.Linux.RootfsPropagation = o.RootfsPropagation
 	if s.Linux.Seccomp, err = seccompProfile(o, caps); err != nil {
 		return nil, err
 	}
