@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -16,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/berthdev/berth/internal/testbin"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -25,45 +24,15 @@ import (
 var berthBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-cli-")
-	if err == nil {
-		berthBin = filepath.Join(dir, "berth")
-		// berth finds berth-monitor and berth-runtime next to itself.
-		if out, err := exec.Command("go", "build", "-o", berthBin, ".").CombinedOutput(); err != nil {
-			os.Stderr.Write(out)
-			os.Exit(1)
-		}
-		if err := buildMonitor(filepath.Join(dir, "berth-monitor")); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(1)
-		}
-		if rt := os.Getenv("BERTH_TEST_RUNTIME"); rt != "" {
-			os.Symlink(rt, filepath.Join(dir, "berth-runtime"))
-		}
+	dir, err := testbin.Stage("../..", "cmd/berth")
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
 	}
+	berthBin = filepath.Join(dir, "berth")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// buildMonitor compiles the C monitor as the Makefile does: musl-gcc, or
-// gcc if there is no musl, static.
-func buildMonitor(out string) error {
-	cc, err := exec.LookPath("musl-gcc")
-	if err != nil {
-		if cc, err = exec.LookPath("gcc"); err != nil {
-			return errors.New("berth-monitor is C: no C compiler (musl-gcc or gcc) on $PATH; apt-get install musl-tools")
-		}
-	}
-	srcs, err := filepath.Glob("../berth-monitor/*.c")
-	if err != nil || len(srcs) == 0 {
-		return fmt.Errorf("berth-monitor: no C sources in ../berth-monitor: %v", err)
-	}
-	args := append([]string{"-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror", "-o", out}, srcs...)
-	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("berth-monitor: %s %s: %v\n%s", cc, strings.Join(args, " "), err, b)
-	}
-	return nil
 }
 
 // TestPullAndImages drives the berth binary: pull from a registry on

@@ -338,6 +338,11 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (_ *Started, retErr er
 	if err != nil {
 		return nil, err
 	}
+	if cfg.LogPath != "" { // the kubelet's pod log directory may not be there yet
+		if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
+			return nil, err
+		}
+	}
 	args := []string{"--id", c.ID, "--dir", dir, "--runtime", rt.Path, "--runtime-root", rt.Root,
 		"--log", e.LogPath(c), "--rootfs", rootfs}
 	if cfg.LogMaxSize > 0 {

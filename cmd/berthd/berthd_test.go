@@ -1,0 +1,404 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthdev/berth/internal/testbin"
+	"github.com/google/go-containerregistry/pkg/name"
+	gv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := testbin.Stage("../..", "cmd/berthd", "cmd/berth")
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// registry is the test registry on 127.0.0.1:5000 (.ci/run starts one);
+// without it the test skips, unless BERTH_TEST_REGISTRY_REQUIRED is set.
+func registry(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: namespaces, mounts, CNI")
+	}
+	if os.Getenv("BERTH_TEST_RUNTIME") == "" {
+		t.Skip("BERTH_TEST_RUNTIME is not set (make test sets it)")
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:5000/v2/")
+	if err != nil {
+		if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
+			t.Fatalf("no registry on 127.0.0.1:5000: %v", err)
+		}
+		t.Skip("no registry on 127.0.0.1:5000")
+	}
+	resp.Body.Close()
+	return "127.0.0.1:5000"
+}
+
+// pushImages pushes two images built from Debian's busybox-static: a
+// pause image (sleeps for ever) and an app image (a shell), and returns
+// their names.
+func pushImages(t *testing.T, reg string) (pause, app string) {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skip("busybox-static not installed")
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, d := range []string{"bin/", "etc/", "tmp/", "proc/", "sys/", "dev/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
+	}
+	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
+	tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))})
+	tw.Write(bb)
+	tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
+	passwd := "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
+	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))})
+	tw.Write([]byte(passwd))
+	tw.Close()
+	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	push := func(repo string, cmd []string) string {
+		img, err := mutate.AppendLayers(empty.Image, layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = "linux", "amd64"
+		cf.Config = gv1.Config{Cmd: cmd, Env: []string{"PATH=/bin"}}
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
+		ref := reg + "/berthd-test/" + repo + ":" + suffix
+		tag, _ := name.NewTag(ref, name.Insecure)
+		if err := remote.Write(tag, img); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	return push("pause", []string{"/bin/busybox", "sleep", "2147483647"}), push("app", []string{"/bin/sh"})
+}
+
+// daemon is a berthd on a store of its own.
+type daemon struct {
+	t                   *testing.T
+	dir, sock           string
+	root, runroot, conf string
+	cmd                 *exec.Cmd
+	client              runtime.RuntimeServiceClient
+	images              runtime.ImageServiceClient
+}
+
+func startDaemon(t *testing.T, pause string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "berthd.sock"), root: filepath.Join(dir, "root"),
+		runroot: filepath.Join(dir, "run"), conf: filepath.Join(dir, "berthd.toml")}
+	os.WriteFile(d.conf, []byte(fmt.Sprintf("[cri]\npause_image = %q\n", pause)), 0o644)
+	os.WriteFile(filepath.Join(dir, "registries.conf"), []byte("unqualified-search-registries = []\n"), 0o644)
+	d.start()
+	t.Cleanup(func() {
+		// Everything the test left, then the daemon.
+		exec.Command(filepath.Join(binDir, "berth"), "--root", d.root, "--runroot", d.runroot, "system", "reset", "--force").Run()
+		d.stop()
+	})
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(filepath.Join(binDir, "berthd"), "--listen", "unix://"+d.sock, "--root", d.root, "--runroot", d.runroot,
+		"--config", d.conf, "--registries-conf", filepath.Join(d.dir, "registries.conf"))
+	log, _ := os.OpenFile(filepath.Join(d.dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("unix", d.sock); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient("unix://"+d.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.client, d.images = runtime.NewRuntimeServiceClient(conn), runtime.NewImageServiceClient(conn)
+}
+
+func (d *daemon) stop() {
+	if d.cmd != nil && d.cmd.Process != nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+		d.cmd = nil
+	}
+}
+
+// crictl runs the real client against the daemon.
+func (d *daemon) crictl(args ...string) (string, error) {
+	cmd := exec.Command("crictl", append([]string{"--runtime-endpoint", "unix://" + d.sock, "--image-endpoint", "unix://" + d.sock, "--timeout", "60s"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
+func (d *daemon) mustCrictl(args ...string) string {
+	d.t.Helper()
+	out, err := d.crictl(args...)
+	if err != nil {
+		d.t.Fatalf("crictl %s: %v\n%s\nberthd log:\n%s", strings.Join(args, " "), err, out, d.log())
+	}
+	return strings.TrimSpace(out)
+}
+
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "log"))
+	return string(b)
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestCrictl drives berthd with crictl, the real client: pull, images,
+// runp with a hostPort, create, start, exec, logs, stats, ps, stop, rm,
+// stopp, rmp, rmi; and berth sees what berthd made.
+func TestCrictl(t *testing.T) {
+	reg := registry(t)
+	if _, err := exec.LookPath("crictl"); err != nil {
+		t.Skip("crictl not installed (go install sigs.k8s.io/cri-tools/cmd/crictl)")
+	}
+	pause, app := pushImages(t, reg)
+	d := startDaemon(t, pause)
+	d.mustCrictl("pull", app)
+	if out := d.mustCrictl("images", "-o", "json"); !strings.Contains(out, app) {
+		t.Fatalf("images: %s", out)
+	}
+	port := freePort(t)
+	pod := filepath.Join(d.dir, "pod.json")
+	os.WriteFile(pod, []byte(fmt.Sprintf(`{"metadata": {"name": "web", "namespace": "test", "uid": "u1", "attempt": 1},
+		"hostname": "webhost", "log_directory": %q, "port_mappings": [{"container_port": 8080, "host_port": %d}],
+		"linux": {}}`, filepath.Join(d.dir, "logs"), port)), 0o644)
+	ctr := filepath.Join(d.dir, "ctr.json")
+	os.WriteFile(ctr, []byte(fmt.Sprintf(`{"metadata": {"name": "httpd"}, "image": {"image": %q},
+		"command": ["/bin/sh", "-c", "echo hello-log; mkdir -p /www; echo hi-from-pod > /www/index.html; exec busybox httpd -f -p 8080 -h /www"],
+		"log_path": "httpd.log", "linux": {}}`, app)), 0o644)
+	podID := d.mustCrictl("runp", pod)
+	ctrID := d.mustCrictl("create", podID, ctr, pod)
+	d.mustCrictl("start", ctrID)
+	if out := d.mustCrictl("exec", "-s", ctrID, "busybox", "hostname"); out != "webhost" {
+		t.Errorf("hostname in the pod: %q", out)
+	}
+	var body string
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port)); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if body != "hi-from-pod\n" {
+		t.Errorf("hostPort %d from the host: %q", port, body)
+	}
+	if out := d.mustCrictl("logs", ctrID); !strings.Contains(out, "hello-log") {
+		t.Errorf("logs: %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(d.dir, "logs", "httpd.log")); err != nil || !strings.Contains(string(b), " stdout F hello-log") {
+		t.Errorf("the kubelet's log file: %v %q", err, b)
+	}
+	if out := d.mustCrictl("stats", "-o", "json", ctrID); !strings.Contains(out, ctrID) || !strings.Contains(out, "workingSetBytes") {
+		t.Errorf("stats: %s", out)
+	}
+	if out := d.mustCrictl("ps", "-q"); out != ctrID {
+		t.Errorf("ps: %q", out)
+	}
+	if out := d.mustCrictl("pods", "-q"); out != podID {
+		t.Errorf("pods: %q", out)
+	}
+	berthPs, _ := exec.Command(filepath.Join(binDir, "berth"), "--root", d.root, "--runroot", d.runroot, "ps", "--format", "{{.Name}}").Output()
+	if !strings.Contains(string(berthPs), "k8s_httpd_web_test_u1_0") || !strings.Contains(string(berthPs), "k8s_POD_web_test_u1_1") {
+		t.Errorf("berth ps does not show berthd's pod: %q", berthPs)
+	}
+	d.mustCrictl("stop", ctrID)
+	if out := d.mustCrictl("inspect", "-o", "go-template", "--template", "{{.status.state}}", ctrID); out != "CONTAINER_EXITED" {
+		t.Errorf("after stop: %q", out)
+	}
+	d.mustCrictl("rm", ctrID)
+	d.mustCrictl("stopp", podID)
+	d.mustCrictl("rmp", podID)
+	d.mustCrictl("rmi", app)
+	if out := d.mustCrictl("pods", "-q") + d.mustCrictl("ps", "-a", "-q"); out != "" {
+		t.Errorf("left after rmp: %q", out)
+	}
+}
+
+// TestRestart: berthd stopped and started again knows its pods and
+// containers, which ran on; an exit while it was down is reported with
+// its code.
+func TestRestart(t *testing.T) {
+	reg := registry(t)
+	pause, app := pushImages(t, reg)
+	d := startDaemon(t, pause)
+	ctx := context.Background()
+	if _, err := d.images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: app}}); err != nil {
+		t.Fatal(err)
+	}
+	podCfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "r", Namespace: "test", Uid: "u2"},
+		LogDirectory: filepath.Join(d.dir, "logs"), Linux: &runtime.LinuxPodSandboxConfig{}}
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name, script string) string {
+		c, err := d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: name}, Image: &runtime.ImageSpec{Image: app},
+				Command: []string{"/bin/sh", "-c", script}, LogPath: name + ".log", Linux: &runtime.LinuxContainerConfig{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+			t.Fatal(err)
+		}
+		return c.ContainerId
+	}
+	long := mk("long", "exec busybox sleep 600")
+	short := mk("short", "busybox sleep 2; exit 3")
+	d.stop()
+	time.Sleep(3 * time.Second) // short exits while berthd is down
+	d.start()
+	status := func(id string) *runtime.ContainerStatus {
+		s, err := d.client.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("status of %s after the restart: %v", id, err)
+		}
+		return s.Status
+	}
+	if s := status(long); s.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("long: %v after the restart", s.State)
+	}
+	if s := status(short); s.State != runtime.ContainerState_CONTAINER_EXITED || s.ExitCode != 3 || s.FinishedAt == 0 {
+		t.Errorf("short: %v, exit %d, finished %d", s.State, s.ExitCode, s.FinishedAt)
+	}
+	ps, err := d.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+	if err != nil || ps.Status.State != runtime.PodSandboxState_SANDBOX_READY || ps.Status.Network.Ip == "" {
+		t.Errorf("pod after the restart: %v %v", ps, err)
+	}
+	if _, err := d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBadRequests: what is missing or unknown gets the CRI's codes, and
+// leaves nothing made.
+func TestBadRequests(t *testing.T) {
+	reg := registry(t)
+	pause, app := pushImages(t, reg)
+	d := startDaemon(t, pause)
+	ctx := context.Background()
+	code := func(err error) codes.Code { return status.Code(err) }
+	_, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "x"}}})
+	if code(err) != codes.InvalidArgument {
+		t.Errorf("runp without namespace and uid: %v", err)
+	}
+	_, err = d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{RuntimeHandler: "nosuch",
+		Config: &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "x", Namespace: "n", Uid: "u"}}})
+	if code(err) != codes.NotFound {
+		t.Errorf("runp with an unknown handler: %v", err)
+	}
+	if _, err := d.client.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: "nosuch"}); code(err) != codes.NotFound {
+		t.Errorf("status of an unknown container: %v", err)
+	}
+	if _, err := d.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: "nosuch"}); code(err) != codes.NotFound {
+		t.Errorf("status of an unknown pod: %v", err)
+	}
+	_, err = d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: "nosuch",
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: app}}})
+	if code(err) != codes.NotFound {
+		t.Errorf("create in an unknown pod: %v", err)
+	}
+	for _, err := range []error{
+		func() error { _, err := d.client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: "nosuch"}); return err }(),
+		func() error { _, err := d.client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: "nosuch"}); return err }(),
+		func() error { _, err := d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: "nosuch"}); return err }(),
+		func() error { _, err := d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: "nosuch"}); return err }(),
+	} {
+		if err != nil {
+			t.Errorf("stop/remove of what is not there must succeed: %v", err)
+		}
+	}
+	podCfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "p", Namespace: "n", Uid: "u3"}, Linux: &runtime.LinuxPodSandboxConfig{}}
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg}); code(err) != codes.AlreadyExists {
+		t.Errorf("the same pod twice: %v", err)
+	}
+	_, err = d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: app}}})
+	if code(err) != codes.NotFound {
+		t.Errorf("create with an image not pulled: %v", err)
+	}
+	_, err = d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}}})
+	if code(err) != codes.InvalidArgument {
+		t.Errorf("create without an image: %v", err)
+	}
+	list, err := d.client.ListContainers(ctx, &runtime.ListContainersRequest{})
+	if err != nil || len(list.Containers) != 0 {
+		t.Errorf("containers after the failed creates: %v %v", list, err)
+	}
+	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}
