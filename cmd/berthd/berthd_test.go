@@ -248,6 +248,10 @@ func TestCrictl(t *testing.T) {
 	if body != "hi-from-pod\n" {
 		t.Errorf("hostPort %d from the host: %q", port, body)
 	}
+	d.mustCrictl("update", "--memory", "104857600", ctrID)
+	if out := d.mustCrictl("exec", "-s", ctrID, "busybox", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"); out != "104857600" {
+		t.Errorf("memory limit after update: %q", out)
+	}
 	if out := d.mustCrictl("logs", ctrID); !strings.Contains(out, "hello-log") {
 		t.Errorf("logs: %q", out)
 	}

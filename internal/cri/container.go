@@ -493,3 +493,19 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtime.ReopenCont
 	}
 	return &runtime.ReopenContainerLogResponse{}, nil
 }
+
+// UpdateContainerResources changes a running container's limits.
+func (s *Server) UpdateContainerResources(ctx context.Context, req *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	c, err := s.record(ctx, req.ContainerId, kindContainer)
+	if err != nil {
+		return nil, err
+	}
+	r := resources(req.Linux)
+	if r == nil {
+		return &runtime.UpdateContainerResourcesResponse{}, nil
+	}
+	if err := s.eng.Update(ctx, c, r); err != nil {
+		return nil, err
+	}
+	return &runtime.UpdateContainerResourcesResponse{}, nil
+}

@@ -171,3 +171,26 @@ func (e *Engine) Paused(ctx context.Context, c metadata.Container) bool {
 	st, err := rt.State(ctx, c.ID)
 	return err == nil && st.Status == "paused"
 }
+
+// Update changes a running container's resources through its runtime
+// (`update --resources`).
+func (e *Engine) Update(ctx context.Context, c metadata.Container, r *specs.LinuxResources) error {
+	rt, err := e.running(ctx, c)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(e.dir(c.ID), "resources-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := json.NewEncoder(f).Encode(r); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	if out, err := rt.Command(ctx, "update", "--resources", f.Name(), c.ID).CombinedOutput(); err != nil {
+		return fmt.Errorf("container %s: update: %s: %w", c.Name, strings.TrimSpace(string(out)), errdefs.ErrFailedPrecond)
+	}
+	return nil
+}
