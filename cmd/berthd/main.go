@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,10 @@ type config struct {
 		Network      string            `toml:"network"`
 		CgroupParent string            `toml:"cgroup_parent"`
 		Runtimes     map[string]string `toml:"runtimes"`
+		// The stream server (exec, attach, port-forward) listens here;
+		// port 0 is a free one chosen at start.
+		StreamAddress string `toml:"stream_address"`
+		StreamPort    int    `toml:"stream_port"`
 	} `toml:"cri"`
 	Images struct {
 		ParallelDownloads int `toml:"parallel_downloads"`
@@ -45,6 +50,7 @@ type config struct {
 func loadConfig(path string) (*config, error) {
 	c := &config{}
 	c.Images.ParallelDownloads = 3
+	c.CRI.StreamAddress = "127.0.0.1"
 	c.Network.CNIPluginDirs = network.DefaultPluginDirs
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -117,6 +123,11 @@ func run(listen, confPath, root, runroot, regConf string) error {
 		return err
 	}
 	os.Chmod(sock, 0o600)
+	stream, stopStream, err := srv.StartStreaming(net.JoinHostPort(conf.CRI.StreamAddress, strconv.Itoa(conf.CRI.StreamPort)))
+	if err != nil {
+		return err
+	}
+	defer stopStream()
 	g := grpc.NewServer(grpc.UnaryInterceptor(cri.Interceptor))
 	srv.Register(g)
 	go func() {
@@ -129,6 +140,6 @@ func run(listen, confPath, root, runroot, regConf string) error {
 			g.Stop()
 		}
 	}()
-	slog.Info("berthd serving", "listen", listen, "root", root, "runroot", runroot)
+	slog.Info("berthd serving", "listen", listen, "stream", stream, "root", root, "runroot", runroot)
 	return g.Serve(l)
 }

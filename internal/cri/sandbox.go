@@ -234,7 +234,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtime.PodSandboxSt
 		Id: sb.ID, Metadata: fromLabel[*runtime.PodSandboxMetadata](sb, labelMetadata), State: state,
 		CreatedAt: sb.CreatedAt.UnixNano(), Labels: fromLabel[map[string]string](sb, labelLabels),
 		Annotations: fromLabel[map[string]string](sb, labelAnnotations), RuntimeHandler: sb.Labels[labelHandler],
-		Linux: &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
+		Linux:   &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
 		Network: &runtime.PodSandboxNetworkStatus{},
 	}
 	if atts := s.eng.Attachments(sb); len(atts) > 0 {

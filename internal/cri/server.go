@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/kubelet/pkg/cri/streaming"
 )
 
 // Version is berthd's version, set by the binary.
@@ -37,6 +38,9 @@ type Server struct {
 	runtime.UnimplementedImageServiceServer
 	eng *engine.Engine
 	cfg Config
+	// stream serves Exec, Attach and PortForward (streaming.go); nil
+	// until StartStreaming.
+	stream streaming.Server
 }
 
 // New returns a Server over eng.
@@ -102,7 +106,7 @@ func (s *Server) Version(ctx context.Context, req *runtime.VersionRequest) (*run
 func (s *Server) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
 	ready := func(t string) *runtime.RuntimeCondition { return &runtime.RuntimeCondition{Type: t, Status: true} }
 	resp := &runtime.StatusResponse{
-		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{ready(runtime.RuntimeReady), ready(runtime.NetworkReady)}},
+		Status:          &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{ready(runtime.RuntimeReady), ready(runtime.NetworkReady)}},
 		RuntimeHandlers: s.handlers(),
 		Features:        &runtime.RuntimeFeatures{SupplementalGroupsPolicy: false},
 	}
