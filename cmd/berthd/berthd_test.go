@@ -372,10 +372,22 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("create in an unknown pod: %v", err)
 	}
 	for _, err := range []error{
-		func() error { _, err := d.client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: "nosuch"}); return err }(),
-		func() error { _, err := d.client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: "nosuch"}); return err }(),
-		func() error { _, err := d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: "nosuch"}); return err }(),
-		func() error { _, err := d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: "nosuch"}); return err }(),
+		func() error {
+			_, err := d.client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: "nosuch"})
+			return err
+		}(),
+		func() error {
+			_, err := d.client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: "nosuch"})
+			return err
+		}(),
+		func() error {
+			_, err := d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: "nosuch"})
+			return err
+		}(),
+		func() error {
+			_, err := d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: "nosuch"})
+			return err
+		}(),
 	} {
 		if err != nil {
 			t.Errorf("stop/remove of what is not there must succeed: %v", err)
