@@ -213,6 +213,12 @@ func mount(m *runtime.Mount) (specs.Mount, error) {
 	if m.Readonly {
 		opts = append(opts, "ro")
 	}
+	if m.RecursiveReadOnly {
+		if !m.Readonly || m.Propagation != runtime.MountPropagation_PROPAGATION_PRIVATE {
+			return specs.Mount{}, fmt.Errorf("mount %s: recursive read-only needs readonly and private propagation: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
+		}
+		opts = append(opts, "rro")
+	}
 	return specs.Mount{Destination: m.ContainerPath, Type: "bind", Source: m.HostPath, Options: opts}, nil
 }
 

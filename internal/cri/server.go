@@ -117,10 +117,15 @@ func (s *Server) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 }
 
 func (s *Server) handlers() []*runtime.RuntimeHandler {
-	out := []*runtime.RuntimeHandler{{Name: "", Features: &runtime.RuntimeHandlerFeatures{}}}
+	// Recursive read-only mounts are the "rro" mount option, which
+	// berth-runtime, runc 1.1 and crun know.
+	features := func() *runtime.RuntimeHandlerFeatures {
+		return &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true}
+	}
+	out := []*runtime.RuntimeHandler{{Name: "", Features: features()}}
 	for name := range s.cfg.Runtimes {
 		if name != "" {
-			out = append(out, &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{}})
+			out = append(out, &runtime.RuntimeHandler{Name: name, Features: features()})
 		}
 	}
 	return out

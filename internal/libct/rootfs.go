@@ -11,6 +11,7 @@ import (
 	"github.com/berthdev/berth/internal/libct/cgroups"
 	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -31,11 +32,34 @@ func procFd(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 // to the host, as pivot_root needs.
 func (r *rootfs) prepare() error {
 	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if p := r.cfg.Spec.Linux.RootfsPropagation; p == "private" || p == "rprivate" {
+	shared := false
+	switch r.cfg.Spec.Linux.RootfsPropagation {
+	case "private", "rprivate":
 		flag = unix.MS_PRIVATE | unix.MS_REC
+	case "shared", "rshared":
+		// Mounts stay peers of the host's, so that a bidirectional
+		// volume's mounts propagate both ways.
+		flag, shared = unix.MS_SHARED|unix.MS_REC, true
 	}
 	if err := unix.Mount("", "/", "", flag, ""); err != nil {
-		return fmt.Errorf("make / %s: %w", "slave", err)
+		return fmt.Errorf("make / %s: %w", r.cfg.Spec.Linux.RootfsPropagation, err)
+	}
+	if shared {
+		// pivot_root refuses a new root whose parent mount is shared:
+		// that one mount (not its children) goes private.
+		ms, err := mountinfo.GetMounts(mountinfo.ParentsFilter(r.path))
+		if err != nil || len(ms) == 0 {
+			return fmt.Errorf("the mount holding %s: %v", r.path, err)
+		}
+		parent := ms[0]
+		for _, m := range ms {
+			if len(m.Mountpoint) > len(parent.Mountpoint) {
+				parent = m
+			}
+		}
+		if err := unix.Mount("", parent.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make %s private: %w", parent.Mountpoint, err)
+		}
 	}
 	if err := unix.Mount(r.path, r.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", r.path, err)
