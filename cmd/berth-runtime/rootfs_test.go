@@ -2,9 +2,11 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -361,4 +363,34 @@ func TestNoPivotReadonly(t *testing.T) {
 		func(s *specs.Spec) { s.Root.Readonly = true })
 	out := c.mustRun("--no-pivot")
 	wantContains(t, "--no-pivot with a read-only root", out, "root-ro")
+}
+
+// TestRootfsPropagationShared: with rootfsPropagation rshared (the CRI's
+// bidirectional volumes) a mount made in the container's rshared volume
+// reaches the host, as runc does; the default keeps it in the container.
+func TestRootfsPropagationShared(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("nsenter (util-linux) not installed")
+	}
+	for _, prop := range []string{"rshared", ""} {
+		host := filepath.Join(t.TempDir(), "vol")
+		hostTmpfs(t, host, true)
+		os.MkdirAll(filepath.Join(host, "fromctr"), 0o755)
+		c := newCtr(t, func(s *specs.Spec) { s.Process.Args = []string{"sleep", "100"}; s.Linux.RootfsPropagation = prop },
+			addMount("/mnt/vol", "bind", host, "rbind", "rshared"))
+		c.mustCreate()
+		pid := strconv.Itoa(c.state().Pid)
+		if out, err := exec.Command("nsenter", "-t", pid, "-m", "mount", "-t", "tmpfs", "tmpfs", "/mnt/vol/fromctr").CombinedOutput(); err != nil {
+			t.Fatalf("mount in the container: %v %s", err, out)
+		}
+		mounted := strings.Contains(readFile(t, "/proc/self/mountinfo"), filepath.Join(host, "fromctr")+" ")
+		if prop == "rshared" && !mounted {
+			t.Errorf("rootfsPropagation rshared: the container's mount did not reach the host")
+		}
+		if prop == "" && mounted {
+			t.Errorf("default propagation: the container's mount reached the host")
+		}
+		syscall.Unmount(filepath.Join(host, "fromctr"), syscall.MNT_DETACH)
+	}
 }
