@@ -497,11 +497,12 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	// keeps the spec in its own state, not the bundle. The record goes
 	// last, once both are done, so that a crash leaves a record that rm
 	// can finish.
-	netErr := make(chan error, 1)
+	netErr, deleted := make(chan error, 1), make(chan struct{})
 	go func() {
 		if rt, err := ociruntime.Find(c.Runtime, e.RunRoot); err == nil && rt.Has(c.ID) {
 			rt.Delete(ctx, c.ID, true)
 		}
+		close(deleted)
 		cfg, err := config(c)
 		if err == nil {
 			err = e.netDown(ctx, c, cfg)
@@ -513,6 +514,14 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	var errs []error
 	if err := e.Images.Snapshots.Remove(ctx, c.Snapshot); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, err)
+	}
+	// A monitor whose container the delete just killed (one created, never
+	// started) writes its exit into dir: the files go once it is gone.
+	<-deleted
+	if pid := readPid(filepath.Join(dir, monitor.MonitorPid)); pid > 0 {
+		for i := 0; i < 200 && alive(pid); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
