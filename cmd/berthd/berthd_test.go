@@ -124,12 +124,12 @@ type daemon struct {
 	images              runtime.ImageServiceClient
 }
 
-func startDaemon(t *testing.T, pause string) *daemon {
+func startDaemon(t *testing.T, pause string, extraConf ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "berthd.sock"), root: filepath.Join(dir, "root"),
 		runroot: filepath.Join(dir, "run"), conf: filepath.Join(dir, "berthd.toml")}
-	os.WriteFile(d.conf, []byte(fmt.Sprintf("[cri]\npause_image = %q\n", pause)), 0o644)
+	os.WriteFile(d.conf, []byte(fmt.Sprintf("[cri]\npause_image = %q\n", pause)+strings.Join(extraConf, "\n")), 0o644)
 	os.WriteFile(filepath.Join(dir, "registries.conf"), []byte("unqualified-search-registries = []\n"), 0o644)
 	d.start()
 	t.Cleanup(func() {
@@ -414,6 +414,40 @@ func TestBadRequests(t *testing.T) {
 	list, err := d.client.ListContainers(ctx, &runtime.ListContainersRequest{})
 	if err != nil || len(list.Containers) != 0 {
 		t.Errorf("containers after the failed creates: %v %v", list, err)
+	}
+	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}
+
+// TestMetrics: the Prometheus endpoint counts CRI calls by method and
+// code, and the store's pods.
+func TestMetrics(t *testing.T) {
+	reg := registry(t)
+	pause, _ := pushImages(t, reg)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, pause, fmt.Sprintf("[metrics]\naddress = %q\n", addr))
+	ctx := context.Background()
+	d.client.Version(ctx, &runtime.VersionRequest{})
+	d.client.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: "nosuch"})
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "m", Namespace: "n", Uid: "u4"}, Linux: &runtime.LinuxPodSandboxConfig{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`berthd_cri_request_duration_seconds_count{code="OK",method="Version"} 1`,
+		`berthd_cri_request_duration_seconds_count{code="NotFound",method="ContainerStatus"} 1`,
+		`berthd_pods{state="SANDBOX_READY"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})

@@ -45,6 +45,10 @@ type config struct {
 	Network struct {
 		CNIPluginDirs []string `toml:"cni_plugin_dirs"`
 	} `toml:"network"`
+	Metrics struct {
+		// Address serves Prometheus metrics at /metrics ("": none).
+		Address string `toml:"address"`
+	} `toml:"metrics"`
 }
 
 func loadConfig(path string) (*config, error) {
@@ -128,7 +132,15 @@ func run(listen, confPath, root, runroot, regConf string) error {
 		return err
 	}
 	defer stopStream()
-	g := grpc.NewServer(grpc.UnaryInterceptor(cri.Interceptor))
+	if conf.Metrics.Address != "" {
+		addr, stopMetrics, err := srv.ServeMetrics(conf.Metrics.Address)
+		if err != nil {
+			return fmt.Errorf("metrics on %s: %w", conf.Metrics.Address, err)
+		}
+		defer stopMetrics()
+		slog.Info("berthd metrics", "address", "http://"+addr+"/metrics")
+	}
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.MetricsInterceptor, cri.Interceptor))
 	srv.Register(g)
 	go func() {
 		<-ctx.Done()
