@@ -446,9 +446,19 @@ func TestMetrics(t *testing.T) {
 		`berthd_pods{state="SANDBOX_READY"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(string(body), "berthd_"))
 		}
 	}
 	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(out, "\n")
 }

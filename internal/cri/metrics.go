@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Prometheus metrics of berthd: each CRI call's count and duration by
@@ -56,7 +57,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx := context.Background()
-	if pods, err := c.s.ListPodSandbox(ctx, nil); err == nil {
+	if pods, err := c.s.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err == nil {
 		counts := map[string]float64{}
 		for _, p := range pods.Items {
 			counts[p.State.String()]++
@@ -65,7 +66,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(podsDesc, prometheus.GaugeValue, n, state)
 		}
 	}
-	if ctrs, err := c.s.ListContainers(ctx, nil); err == nil {
+	if ctrs, err := c.s.ListContainers(ctx, &runtime.ListContainersRequest{}); err == nil {
 		counts := map[string]float64{}
 		for _, ctr := range ctrs.Containers {
 			counts[ctr.State.String()]++
