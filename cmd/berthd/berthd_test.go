@@ -462,3 +462,75 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestEvents: GetContainerEvents reports a container's creation, start,
+// stop and removal, with its pod's status.
+func TestEvents(t *testing.T) {
+	reg := registry(t)
+	pause, app := pushImages(t, reg)
+	d := startDaemon(t, pause)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := d.images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: app}}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := d.client.GetContainerEvents(ctx, &runtime.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan *runtime.ContainerEventResponse, 100)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				close(events)
+				return
+			}
+			events <- ev
+		}
+	}()
+	podCfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "e", Namespace: "n", Uid: "u5"}, Linux: &runtime.LinuxPodSandboxConfig{}}
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func() { time.Sleep(500 * time.Millisecond) } // events come from looks 200 ms apart
+	c, err := d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: app},
+			Command: []string{"busybox", "sleep", "60"}, Linux: &runtime.LinuxContainerConfig{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	d.client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: c.ContainerId})
+	wait()
+	d.client.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: c.ContainerId})
+	wait()
+	d.client.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: c.ContainerId})
+	wait()
+	var got []string
+	deadline := time.After(5 * time.Second)
+	for len(got) < 4 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the stream ended: %v", got)
+			}
+			if ev.ContainerId != c.ContainerId {
+				continue
+			}
+			got = append(got, ev.ContainerEventType.String())
+			if ev.PodSandboxStatus.GetId() != pod.PodSandboxId {
+				t.Errorf("%s: pod status %v", ev.ContainerEventType, ev.PodSandboxStatus)
+			}
+		case <-deadline:
+			t.Fatalf("events of the container: %v", got)
+		}
+	}
+	want := "CONTAINER_CREATED_EVENT CONTAINER_STARTED_EVENT CONTAINER_STOPPED_EVENT CONTAINER_DELETED_EVENT"
+	if strings.Join(got, " ") != want {
+		t.Errorf("events: %v, want %s", got, want)
+	}
+	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}
