@@ -534,3 +534,51 @@ func TestEvents(t *testing.T) {
 	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 }
+
+// TestRuntimeHandler: a RuntimeClass handler named in berthd.toml runs the
+// pod and its containers on that OCI runtime (runc here).
+func TestRuntimeHandler(t *testing.T) {
+	reg := registry(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc not installed")
+	}
+	pause, app := pushImages(t, reg)
+	d := startDaemon(t, pause, "[cri.runtimes]\nrunc = \"runc\"\n")
+	ctx := context.Background()
+	st, err := d.client.Status(ctx, &runtime.StatusRequest{})
+	if err != nil || len(st.RuntimeHandlers) != 2 {
+		t.Fatalf("handlers: %v %v", st.GetRuntimeHandlers(), err)
+	}
+	if _, err := d.images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: app}}); err != nil {
+		t.Fatal(err)
+	}
+	podCfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "h", Namespace: "n", Uid: "u6"}, Linux: &runtime.LinuxPodSandboxConfig{}}
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: "runc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: app},
+			Command: []string{"busybox", "sleep", "60"}, Linux: &runtime.LinuxContainerConfig{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := d.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId, Verbose: true})
+	if err != nil || ps.Status.RuntimeHandler != "runc" || !strings.Contains(ps.Info["info"], runc) {
+		t.Errorf("pod: handler %q, info %v, %v", ps.GetStatus().GetRuntimeHandler(), ps.GetInfo(), err)
+	}
+	cs, err := d.client.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: c.ContainerId, Verbose: true})
+	if err != nil || cs.Status.State != runtime.ContainerState_CONTAINER_RUNNING || !strings.Contains(cs.Info["info"], runc) {
+		t.Errorf("container: %v %v", cs, err)
+	}
+	// runc's own state dir knows it (berth's runtime root for runc).
+	if out, err := exec.Command(runc, "--root", filepath.Join(d.runroot, "runtime", "runc"), "state", c.ContainerId).CombinedOutput(); err != nil || !strings.Contains(string(out), `"status": "running"`) {
+		t.Errorf("runc state: %v %s", err, out)
+	}
+	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}
