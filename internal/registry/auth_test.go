@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/berthdev/berth/internal/errdefs"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 )
@@ -159,5 +160,26 @@ func TestKeychainOrder(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: credentials %q, want %q", reg, got, want)
 		}
+	}
+}
+
+// TestWithCredentials: a request's own credentials (the CRI's PullImage
+// auth) open a registry no auth file knows, and are not kept for the
+// requests that come without them.
+func TestWithCredentials(t *testing.T) {
+	host := basicRegistry(t, "kube", "pull-secret")
+	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(t.TempDir(), "auth.json"))
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	c := New(nil)
+	ref := host + "/private/app:v1"
+	if _, err := c.Resolve(WithCredentials(context.Background(), authn.AuthConfig{Username: "kube", Password: "wrong"}), ref, nil); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("with a wrong password: %v", err)
+	}
+	if _, err := c.Resolve(WithCredentials(context.Background(), authn.AuthConfig{Username: "kube", Password: "pull-secret"}), ref, nil); err != nil {
+		t.Fatalf("with the request's credentials: %v", err)
+	}
+	if _, err := c.Resolve(context.Background(), ref, nil); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("a later request without credentials got in: %v", err)
 	}
 }
