@@ -33,7 +33,9 @@ type psRow struct {
 	Pid       int                   `json:"Pid"`
 	Labels    map[string]string     `json:"Labels"`
 	Ports     []network.PortMapping `json:"Ports"`
-	Name      string                `json:"-"`
+	// Pod is the CRI pod (berthd's) the container is in, "" for none.
+	Pod  string `json:"Pod"`
+	Name string `json:"-"`
 }
 
 // portsText is podman's PORTS column: 0.0.0.0:8080->80/tcp, ...
@@ -46,7 +48,7 @@ func portsText(ps []network.PortMapping) string {
 }
 
 func psCmd() *cobra.Command {
-	var all, quiet, noTrunc bool
+	var all, quiet, noTrunc, pods bool
 	var format string
 	var filters []string
 	cmd := &cobra.Command{
@@ -67,7 +69,7 @@ func psCmd() *cobra.Command {
 				}
 				cfg, _ := containerArgs(s, c)
 				r := psRow{ID: c.ID, Names: []string{c.Name}, Name: c.Name, Image: c.Image, ImageID: c.ImageID.Encoded(),
-					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels, Ports: engine.Ports(c)}
+					Command: strings.Join(cfg, " "), CreatedAt: c.CreatedAt, State: st.Status, ExitCode: st.ExitCode, Pid: st.Pid, Labels: c.Labels, Ports: engine.Ports(c), Pod: engine.PodOf(c)}
 				r.Status = statusText(st)
 				if st.Status == engine.StatusRunning && s.eng.Paused(ctx, c) {
 					r.State, r.Status = "paused", r.Status+" (Paused)"
@@ -78,6 +80,8 @@ func psCmd() *cobra.Command {
 					switch k {
 					case "name":
 						keep = keep && strings.Contains(c.Name, v)
+					case "pod":
+						keep = keep && r.Pod != "" && strings.HasPrefix(r.Pod, v)
 					case "label":
 						lk, lv, hasValue := strings.Cut(v, "=")
 						got, ok := c.Labels[lk]
@@ -108,13 +112,22 @@ func psCmd() *cobra.Command {
 			}
 			return output(os.Stdout, format, rows, func(w io.Writer, rows []psRow) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
+				podCol := ""
+				if pods {
+					podCol = "\tPOD ID"
+				}
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"+podCol)
 				for _, r := range rows {
-					id := r.ID
+					id, pod := r.ID, r.Pod
 					if !noTrunc {
-						id = shortID(id)
+						id, pod = shortID(id), shortID(pod)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Image, ellipsis(r.Command, 24, noTrunc), since(r.CreatedAt), r.Status, portsText(r.Ports), r.Name)
+					if pods {
+						pod = "\t" + pod
+					} else {
+						pod = ""
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", id, r.Image, ellipsis(r.Command, 24, noTrunc), since(r.CreatedAt), r.Status, portsText(r.Ports), r.Name, pod)
 				}
 				return tw.Flush()
 			})
@@ -123,6 +136,7 @@ func psCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "all containers, not only running ones")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten")
+	cmd.Flags().BoolVar(&pods, "pod", false, "show the CRI pod (berthd's) of each container")
 	cmd.Flags().StringVar(&format, "format", "table", "table, json, or a Go template")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "name=, id=, status=, ancestor=")
 	return cmd

@@ -267,9 +267,11 @@ func TestCrictl(t *testing.T) {
 	if out := d.mustCrictl("pods", "-q"); out != podID {
 		t.Errorf("pods: %q", out)
 	}
-	berthPs, _ := exec.Command(filepath.Join(binDir, "berth"), "--root", d.root, "--runroot", d.runroot, "ps", "--format", "{{.Name}}").Output()
-	if !strings.Contains(string(berthPs), "k8s_httpd_web_test_u1_0") || !strings.Contains(string(berthPs), "k8s_POD_web_test_u1_1") {
-		t.Errorf("berth ps does not show berthd's pod: %q", berthPs)
+	berthPs, _ := exec.Command(filepath.Join(binDir, "berth"), "--root", d.root, "--runroot", d.runroot, "ps", "--filter", "pod="+podID[:12],
+		"--format", "{{.Name}} {{.Pod}}").Output()
+	if want := "k8s_POD_web_test_u1_1 " + podID + "\nk8s_httpd_web_test_u1_0 " + podID + "\n"; string(berthPs) != want &&
+		string(berthPs) != "k8s_httpd_web_test_u1_0 "+podID+"\nk8s_POD_web_test_u1_1 "+podID+"\n" {
+		t.Errorf("berth ps does not show berthd's pod as such: %q", berthPs)
 	}
 	d.mustCrictl("stop", ctrID)
 	if out := d.mustCrictl("inspect", "-o", "go-template", "--template", "{{.status.state}}", ctrID); out != "CONTAINER_EXITED" {

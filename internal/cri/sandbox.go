@@ -18,8 +18,8 @@ import (
 
 // Labels on the store's records that make them the CRI's.
 const (
-	labelKind        = "io.berth.cri.kind" // kindSandbox or kindContainer
-	labelSandbox     = "io.berth.cri.sandbox"
+	labelKind        = engine.LabelKind // kindSandbox or kindContainer
+	labelSandbox     = engine.LabelSandbox
 	labelMetadata    = "io.berth.cri.metadata"
 	labelLabels      = "io.berth.cri.labels"
 	labelAnnotations = "io.berth.cri.annotations"

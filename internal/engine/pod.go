@@ -1,8 +1,28 @@
 package engine
 
 import (
+	"github.com/berthdev/berth/internal/metadata"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
+
+// Labels of the records of CRI pods (their infra containers) and of their
+// containers: berthd sets them, berth ps shows them.
+const (
+	LabelKind    = "io.berth.cri.kind" // "sandbox" or "container"
+	LabelSandbox = "io.berth.cri.sandbox"
+)
+
+// PodOf is the pod a record belongs to: its own ID for a pod's infra
+// container, its pod's for a CRI container, "" for the others.
+func PodOf(c metadata.Container) string {
+	switch c.Labels[LabelKind] {
+	case "container":
+		return c.Labels[LabelSandbox]
+	case "sandbox":
+		return c.ID
+	}
+	return ""
+}
 
 // NetJoin is the network mode of a container that joins another's
 // namespace (a CRI pod's): PodOptions.NetNS.
