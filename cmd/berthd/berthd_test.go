@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,12 +16,6 @@ import (
 	"time"
 
 	"github.com/berthdev/berth/internal/testbin"
-	"github.com/google/go-containerregistry/pkg/name"
-	gv1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -42,76 +35,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// registry is the test registry on 127.0.0.1:5000 (.ci/run starts one);
-// without it the test skips, unless BERTH_TEST_REGISTRY_REQUIRED is set.
-func registry(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: namespaces, mounts, CNI")
-	}
-	if os.Getenv("BERTH_TEST_RUNTIME") == "" {
-		t.Skip("BERTH_TEST_RUNTIME is not set (make test sets it)")
-	}
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:5000/v2/")
-	if err != nil {
-		if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
-			t.Fatalf("no registry on 127.0.0.1:5000: %v", err)
-		}
-		t.Skip("no registry on 127.0.0.1:5000")
-	}
-	resp.Body.Close()
-	return "127.0.0.1:5000"
-}
-
-// pushImages pushes two images built from Debian's busybox-static: a
-// pause image (sleeps for ever) and an app image (a shell), and returns
-// their names.
-func pushImages(t *testing.T, reg string) (pause, app string) {
-	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skip("busybox-static not installed")
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []string{"bin/", "etc/", "tmp/", "proc/", "sys/", "dev/"} {
-		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
-	}
-	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
-	tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))})
-	tw.Write(bb)
-	tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
-	passwd := "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
-	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))})
-	tw.Write([]byte(passwd))
-	tw.Close()
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	push := func(repo string, cmd []string) string {
-		img, err := mutate.AppendLayers(empty.Image, layer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, _ := img.ConfigFile()
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", "amd64"
-		cf.Config = gv1.Config{Cmd: cmd, Env: []string{"PATH=/bin"}}
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
-		ref := reg + "/berthd-test/" + repo + ":" + suffix
-		tag, _ := name.NewTag(ref, name.Insecure)
-		if err := remote.Write(tag, img); err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
-	return push("pause", []string{"/bin/busybox", "sleep", "2147483647"}), push("app", []string{"/bin/sh"})
 }
 
 // daemon is a berthd on a store of its own.
@@ -210,11 +133,11 @@ func freePort(t *testing.T) int {
 // runp with a hostPort, create, start, exec, logs, stats, ps, stop, rm,
 // stopp, rmp, rmi; and berth sees what berthd made.
 func TestCrictl(t *testing.T) {
-	reg := registry(t)
+	reg := testbin.Registry(t)
 	if _, err := exec.LookPath("crictl"); err != nil {
 		t.Skip("crictl not installed (go install sigs.k8s.io/cri-tools/cmd/crictl)")
 	}
-	pause, app := pushImages(t, reg)
+	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	d.mustCrictl("pull", app)
 	if out := d.mustCrictl("images", "-o", "json"); !strings.Contains(out, app) {
@@ -290,8 +213,8 @@ func TestCrictl(t *testing.T) {
 // containers, which ran on; an exit while it was down is reported with
 // its code.
 func TestRestart(t *testing.T) {
-	reg := registry(t)
-	pause, app := pushImages(t, reg)
+	reg := testbin.Registry(t)
+	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx := context.Background()
 	if _, err := d.images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: app}}); err != nil {
@@ -348,8 +271,8 @@ func TestRestart(t *testing.T) {
 // TestBadRequests: what is missing or unknown gets the CRI's codes, and
 // leaves nothing made.
 func TestBadRequests(t *testing.T) {
-	reg := registry(t)
-	pause, app := pushImages(t, reg)
+	reg := testbin.Registry(t)
+	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx := context.Background()
 	code := func(err error) codes.Code { return status.Code(err) }
@@ -424,8 +347,8 @@ func TestBadRequests(t *testing.T) {
 // TestMetrics: the Prometheus endpoint counts CRI calls by method and
 // code, and the store's pods.
 func TestMetrics(t *testing.T) {
-	reg := registry(t)
-	pause, _ := pushImages(t, reg)
+	reg := testbin.Registry(t)
+	pause, _ := testbin.PushBusybox(t, reg)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	d := startDaemon(t, pause, fmt.Sprintf("[metrics]\naddress = %q\n", addr))
 	ctx := context.Background()
@@ -468,8 +391,8 @@ func grepLines(s, sub string) string {
 // TestEvents: GetContainerEvents reports a container's creation, start,
 // stop and removal, with its pod's status.
 func TestEvents(t *testing.T) {
-	reg := registry(t)
-	pause, app := pushImages(t, reg)
+	reg := testbin.Registry(t)
+	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -540,12 +463,12 @@ func TestEvents(t *testing.T) {
 // TestRuntimeHandler: a RuntimeClass handler named in berthd.toml runs the
 // pod and its containers on that OCI runtime (runc here).
 func TestRuntimeHandler(t *testing.T) {
-	reg := registry(t)
+	reg := testbin.Registry(t)
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		t.Skip("runc not installed")
 	}
-	pause, app := pushImages(t, reg)
+	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause, "[cri.runtimes]\nrunc = \"runc\"\n")
 	ctx := context.Background()
 	st, err := d.client.Status(ctx, &runtime.StatusRequest{})

@@ -1,7 +1,6 @@
 package cri
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -22,12 +21,6 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/network"
 	"github.com/berthdev/berth/internal/testbin"
-	"github.com/google/go-containerregistry/pkg/name"
-	gv1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -119,8 +112,8 @@ func TestDialInNetNS(t *testing.T) {
 // TestStreaming drives Exec, Attach and PortForward with client-go's
 // clients (the kubelet's side), on pods from a registry on 127.0.0.1:5000.
 func TestStreaming(t *testing.T) {
-	reg := testRegistry(t)
-	pause, app := pushBusybox(t, reg)
+	reg := testbin.Registry(t)
+	pause, app := testbin.PushBusybox(t, reg)
 	bin, err := testbin.Stage("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -386,72 +379,4 @@ func (s *safeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// testRegistry is the registry on 127.0.0.1:5000 that .ci/run starts;
-// without it (or root, or a runtime to test) the test skips.
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: namespaces, mounts, CNI")
-	}
-	if os.Getenv("BERTH_TEST_RUNTIME") == "" {
-		t.Skip("BERTH_TEST_RUNTIME is not set (make test sets it)")
-	}
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:5000/v2/")
-	if err != nil {
-		if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
-			t.Fatalf("no registry on 127.0.0.1:5000: %v", err)
-		}
-		t.Skip("no registry on 127.0.0.1:5000")
-	}
-	resp.Body.Close()
-	return "127.0.0.1:5000"
-}
-
-// pushBusybox pushes a pause image (sleeps) and an app image (a shell)
-// made of the host's static busybox, and returns their names.
-func pushBusybox(t *testing.T, reg string) (pause, app string) {
-	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skip("busybox-static not installed")
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []string{"bin/", "etc/", "proc/", "sys/", "dev/"} {
-		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
-	}
-	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
-	tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))})
-	tw.Write(bb)
-	for _, l := range []string{"sh", "cat", "stty", "mkdir", "sleep"} {
-		tw.WriteHeader(&tar.Header{Name: "bin/" + l, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
-	}
-	tw.Close()
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	push := func(repo string, cmd []string) string {
-		img, err := mutate.AppendLayers(empty.Image, layer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, _ := img.ConfigFile()
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", goruntime.GOARCH
-		cf.Config = gv1.Config{Cmd: cmd, Env: []string{"PATH=/bin"}}
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
-		ref := reg + "/berth-cri-test/" + repo + ":" + tag
-		nt, _ := name.NewTag(ref, name.Insecure)
-		if err := remote.Write(nt, img); err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
-	return push("pause", []string{"/bin/busybox", "sleep", "2147483647"}), push("app", []string{"/bin/sh"})
 }
