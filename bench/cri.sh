@@ -18,12 +18,7 @@ go build -o "$work/cribench" "$here/bench/cribench" 2>/dev/null || { mkdir -p "$
 
 # berthd on a store of its own.
 rm -rf "$work/root"; mkdir -p "$work"
-{
-  echo 'unqualified-search-registries = []'
-  for h in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws; do
-    printf '[[registry]]\nprefix = "%s"\nlocation = "%s"\ninsecure = true\n' "$h" "$reg"
-  done
-} > "$work/registries.conf"
+bash "$here/contrib/critest-registries.sh" "$reg" > "$work/registries.conf"
 : > "$work/berthd.toml"
 sock=$work/berthd.sock
 "$here/bin/berthd" --listen "unix://$sock" --root "$work/root" --runroot /run/berth-cri-bench \

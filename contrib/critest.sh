@@ -12,12 +12,7 @@ reg=127.0.0.1:5000
 curl -sf "http://$reg/v2/" >/dev/null || { echo "no registry on $reg" >&2; exit 2; }
 curl -sf "http://$reg/v2/e2e-test-images/busybox/tags/list" >/dev/null || bash "$conf/push-images.sh" "$reg" >/dev/null
 rm -rf "$work"; mkdir -p "$work"
-{
-  echo 'unqualified-search-registries = []'
-  for h in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws; do
-    printf '[[registry]]\nprefix = "%s"\nlocation = "%s"\ninsecure = true\n' "$h" "$reg"
-  done
-} > "$work/registries.conf"
+bash "$here/contrib/critest-registries.sh" "$reg" > "$work/registries.conf"
 : > "$work/berthd.toml"
 sock=$work/berthd.sock
 "$here/bin/berthd" --listen "unix://$sock" --root "$work/root" --runroot /run/berth-critest \
