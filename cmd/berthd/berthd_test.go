@@ -143,6 +143,23 @@ func TestCrictl(t *testing.T) {
 	if out := d.mustCrictl("images", "-o", "json"); !strings.Contains(out, app) {
 		t.Fatalf("images: %s", out)
 	}
+	// One store: what crictl pulled through berthd, berth lists; what berth
+	// pulls, crictl lists.
+	berth := func(args ...string) string {
+		out, err := exec.Command(filepath.Join(binDir, "berth"), append([]string{"--root", d.root, "--runroot", d.runroot,
+			"--registries-conf", filepath.Join(d.dir, "registries.conf")}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("berth %v: %v %s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := berth("images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, app) {
+		t.Errorf("berth images does not list what berthd pulled: %q", out)
+	}
+	berth("pull", "-q", pause)
+	if out := d.mustCrictl("images", "-o", "json"); !strings.Contains(out, pause) {
+		t.Errorf("crictl images does not list what berth pulled: %s", out)
+	}
 	port := freePort(t)
 	pod := filepath.Join(d.dir, "pod.json")
 	os.WriteFile(pod, []byte(fmt.Sprintf(`{"metadata": {"name": "web", "namespace": "test", "uid": "u1", "attempt": 1},
