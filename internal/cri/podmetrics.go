@@ -145,10 +145,10 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPod
 		// without one, its infra container's (container "POD").
 		pod := &metricSink{}
 		if p.own != nil {
-			pod.base = []string{"", p.own.path, "", "", meta.GetNamespace(), meta.GetName()}
+			pod.base = []string{"", p.own.Path(), "", "", meta.GetNamespace(), meta.GetName()}
 			pod.cgroup(*p.own)
 		} else {
-			pod.base = []string{"POD", p.parts[0].path, sb.Image, sb.Name, meta.GetNamespace(), meta.GetName()}
+			pod.base = []string{"POD", p.parts[0].Path(), sb.Image, sb.Name, meta.GetNamespace(), meta.GetName()}
 			pod.cgroup(p.parts[0])
 			s.containerOnly(ctx, pod, sb, p.infra, store)
 		}
@@ -158,7 +158,7 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPod
 		pod.add("container_last_seen", uint64(time.Now().Unix()))
 		pm.Metrics = pod.out
 		for _, rc := range p.running {
-			m := &metricSink{base: []string{fromLabel[*runtime.ContainerMetadata](rc.c, labelMetadata).GetName(), rc.cg.path,
+			m := &metricSink{base: []string{fromLabel[*runtime.ContainerMetadata](rc.c, labelMetadata).GetName(), rc.cg.Path(),
 				rc.c.Image, rc.c.Name, meta.GetNamespace(), meta.GetName()}}
 			m.cgroup(rc.cg)
 			s.containerOnly(ctx, m, rc.c, rc.state, store)
@@ -184,8 +184,8 @@ func (m *metricSink) add(name string, v uint64, labels ...string) {
 }
 
 // cgroup adds what g's controllers and processes count.
-func (m *metricSink) cgroup(g cgroupSet) {
-	st, err := g.stats()
+func (m *metricSink) cgroup(g engine.Cgroup) {
+	st, err := g.Stats()
 	if err != nil {
 		return // removed meanwhile
 	}
@@ -216,48 +216,48 @@ func (m *metricSink) cgroup(g cgroupSet) {
 }
 
 // cpuSpec is g's CFS period and quota (µs, 0 for none) and shares.
-func cpuSpec(g cgroupSet) (period, quota, shares uint64) {
-	if g.v1 != nil {
-		period, _ = strconv.ParseUint(g.read("cpu", "cpu.cfs_period_us"), 10, 64)
-		quota, _ = strconv.ParseUint(g.read("cpu", "cpu.cfs_quota_us"), 10, 64) // -1 for none: no number
-		shares, _ = strconv.ParseUint(g.read("cpu", "cpu.shares"), 10, 64)
+func cpuSpec(g engine.Cgroup) (period, quota, shares uint64) {
+	if !g.IsV2() {
+		period, _ = strconv.ParseUint(g.Read("cpu", "cpu.cfs_period_us"), 10, 64)
+		quota, _ = strconv.ParseUint(g.Read("cpu", "cpu.cfs_quota_us"), 10, 64) // -1 for none: no number
+		shares, _ = strconv.ParseUint(g.Read("cpu", "cpu.shares"), 10, 64)
 		return period, quota, shares
 	}
-	if f := strings.Fields(g.read("cpu", "cpu.max")); len(f) == 2 {
+	if f := strings.Fields(g.Read("cpu", "cpu.max")); len(f) == 2 {
 		quota, _ = strconv.ParseUint(f[0], 10, 64) // "max" for none
 		period, _ = strconv.ParseUint(f[1], 10, 64)
 	}
 	// cpu.weight is what the runtime made of the shares: mapped back as
 	// the kubelet and cadvisor do (KEP 2254's linear mapping, exact up to
 	// its rounding; runtimes with another mapping come out near).
-	if w, err := strconv.ParseUint(g.read("cpu", "cpu.weight"), 10, 64); err == nil && w > 0 {
+	if w, err := strconv.ParseUint(g.Read("cpu", "cpu.weight"), 10, 64); err == nil && w > 0 {
 		shares = 2 + (w-1)*262142/9999
 	}
 	return period, quota, shares
 }
 
-func (m *metricSink) memory(g cgroupSet, st *cgroups.Stats) {
+func (m *metricSink) memory(g engine.Cgroup, st *cgroups.Stats) {
 	ms := st.MemoryStats
 	for _, s := range []struct{ metric, stat string }{{"container_memory_cache", "cache"},
 		{"container_memory_rss", "rss"}, {"container_memory_mapped_file", "mapped_file"}} {
-		if v, ok := g.memStat(st, s.stat); ok {
+		if v, ok := g.MemStat(st, s.stat); ok {
 			m.add(s.metric, v)
 		}
 	}
 	m.add("container_memory_usage_bytes", ms.Usage.Usage)
-	m.add("container_memory_working_set_bytes", workingSet(g, st))
-	v1 := g.v1 != nil
+	m.add("container_memory_working_set_bytes", g.WorkingSet(st))
+	v1 := !g.IsV2()
 	var limit, reservation, swapLimit string
 	if v1 {
-		if v, ok := g.memStat(st, "swap"); ok { // only with swap accounting
+		if v, ok := g.MemStat(st, "swap"); ok { // only with swap accounting
 			m.add("container_memory_swap", v)
 		}
-		if g.read("memory", "memory.kmem.usage_in_bytes") != "" {
+		if g.Read("memory", "memory.kmem.usage_in_bytes") != "" {
 			m.add("container_memory_kernel_usage", ms.KernelUsage.Usage)
 		}
 		m.add("container_memory_failcnt", ms.Usage.Failcnt)
 		m.add("container_memory_max_usage_bytes", ms.Usage.MaxUsage)
-		if v, ok := g.keyed("memory", "memory.oom_control", "oom_kill"); ok {
+		if v, ok := g.Keyed("memory", "memory.oom_control", "oom_kill"); ok {
 			m.add("container_oom_events_total", v)
 		}
 		// v1 counts a cgroup's own faults apart from its descendants'.
@@ -266,34 +266,34 @@ func (m *metricSink) memory(g cgroupSet, st *cgroups.Stats) {
 				m.add("container_memory_failures_total", v, t, "container")
 			}
 		}
-		limit, reservation = g.read("memory", "memory.limit_in_bytes"), g.read("memory", "memory.soft_limit_in_bytes")
-		swapLimit = g.read("memory", "memory.memsw.limit_in_bytes")
+		limit, reservation = g.Read("memory", "memory.limit_in_bytes"), g.Read("memory", "memory.soft_limit_in_bytes")
+		swapLimit = g.Read("memory", "memory.memsw.limit_in_bytes")
 	} else {
-		if g.read("memory", "memory.swap.current") != "" {
+		if g.Read("memory", "memory.swap.current") != "" {
 			m.add("container_memory_swap", ms.SwapOnlyUsage.Usage)
 		}
 		if v, ok := ms.Stats["kernel"]; ok {
 			m.add("container_memory_kernel_usage", v)
 		}
 		// v2's failcnt: how often the usage reached memory.max.
-		if v, ok := g.keyed("memory", "memory.events", "max"); ok {
+		if v, ok := g.Keyed("memory", "memory.events", "max"); ok {
 			m.add("container_memory_failcnt", v)
 		}
-		if g.read("memory", "memory.peak") != "" {
+		if g.Read("memory", "memory.peak") != "" {
 			m.add("container_memory_max_usage_bytes", ms.Usage.MaxUsage)
 		}
-		if v, ok := g.keyed("memory", "memory.events", "oom_kill"); ok {
+		if v, ok := g.Keyed("memory", "memory.events", "oom_kill"); ok {
 			m.add("container_oom_events_total", v)
 		}
-		limit, reservation = g.read("memory", "memory.max"), g.read("memory", "memory.low")
+		limit, reservation = g.Read("memory", "memory.max"), g.Read("memory", "memory.low")
 		// v1's memsw limit is memory and swap together; v2 limits swap
 		// alone: their sum keeps the metric's meaning.
-		if l, s := limitValue(limit), limitValue(g.read("memory", "memory.swap.max")); l > 0 && s > 0 {
+		if l, s := limitValue(limit), limitValue(g.Read("memory", "memory.swap.max")); l > 0 && s > 0 {
 			swapLimit = strconv.FormatUint(l+s, 10)
 		}
 	}
 	for _, t := range []string{"pgfault", "pgmajfault"} {
-		if v, ok := g.memStat(st, t); ok {
+		if v, ok := g.MemStat(st, t); ok {
 			m.add("container_memory_failures_total", v, t, "hierarchy")
 		}
 	}
@@ -335,19 +335,19 @@ func (m *metricSink) pressure(st *cgroups.Stats) {
 // hugetlb adds the huge pages in use by page size. The usage is read
 // here: opencontainers/cgroups' v1 reads the reservations where the
 // kernel has them.
-func (m *metricSink) hugetlb(g cgroupSet) {
+func (m *metricSink) hugetlb(g engine.Cgroup) {
 	for _, size := range cgroups.HugePageSizes() {
 		cur, peak := ".usage_in_bytes", ".max_usage_in_bytes"
-		if g.v1 == nil {
+		if g.IsV2() {
 			cur, peak = ".current", "" // v2 keeps no maximum
 		}
-		if v, err := strconv.ParseUint(g.read("hugetlb", "hugetlb."+size+cur), 10, 64); err == nil {
+		if v, err := strconv.ParseUint(g.Read("hugetlb", "hugetlb."+size+cur), 10, 64); err == nil {
 			m.add("container_hugetlb_usage_bytes", v, size)
 		}
 		if peak == "" {
 			continue
 		}
-		if v, err := strconv.ParseUint(g.read("hugetlb", "hugetlb."+size+peak), 10, 64); err == nil {
+		if v, err := strconv.ParseUint(g.Read("hugetlb", "hugetlb."+size+peak), 10, 64); err == nil {
 			m.add("container_hugetlb_max_usage_bytes", v, size)
 		}
 	}
@@ -407,8 +407,8 @@ func blockDevice(major, minor uint64) string {
 
 // processes adds the count of g's processes, of their threads, open
 // files and sockets (from /proc), and the pids controller's limit.
-func (m *metricSink) processes(g cgroupSet) {
-	pids := g.pids()
+func (m *metricSink) processes(g engine.Cgroup) {
+	pids := g.Pids()
 	var fds, sockets, threads uint64
 	for _, pid := range pids {
 		dir := "/proc/" + strconv.Itoa(pid)
@@ -430,7 +430,7 @@ func (m *metricSink) processes(g cgroupSet) {
 	m.add("container_threads", threads)
 	m.add("container_file_descriptors", fds)
 	m.add("container_sockets", sockets)
-	if limit := g.read("pids", "pids.max"); limit != "" {
+	if limit := g.Read("pids", "pids.max"); limit != "" {
 		m.add("container_threads_max", limitValue(limit))
 	}
 }

@@ -6,19 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/fs"
-	"github.com/opencontainers/cgroups/fs2"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -81,10 +76,10 @@ type podScope struct {
 	// own is the pod's own cgroup when the kubelet gave one
 	// (cgroup_parent): its infra container's and its containers' cgroups
 	// are in it, so it holds the whole pod's use.
-	own *cgroupSet
+	own *engine.Cgroup
 	// parts, without an own cgroup, are the cgroups of the pod's running
 	// containers, its infra's first: the pod's use is their sum.
-	parts []cgroupSet
+	parts []engine.Cgroup
 	// running are the pod's containers that run, with their cgroups.
 	running []runningContainer
 }
@@ -92,7 +87,7 @@ type podScope struct {
 type runningContainer struct {
 	c     metadata.Container
 	state engine.State
-	cg    cgroupSet
+	cg    engine.Cgroup
 }
 
 // podScope finds the cgroups of sb and of its running containers.
@@ -106,7 +101,7 @@ func (s *Server) podScope(ctx context.Context, sb metadata.Container, ctrs []met
 	if st.Status != engine.StatusRunning || st.Pid <= 0 {
 		return p, nil
 	}
-	infraCg, err := cgroupsOf(st.Pid)
+	infraCg, err := engine.CgroupOf(st.Pid)
 	if err != nil {
 		return p, nil // exited meanwhile
 	}
@@ -114,17 +109,17 @@ func (s *Server) podScope(ctx context.Context, sb metadata.Container, ctrs []met
 	// A parent given by berthd.toml is shared by every pod: only the
 	// kubelet's is the pod's own.
 	if p.cfg.GetLinux().GetCgroupParent() != "" {
-		if parent, ok := infraCg.parent(); ok {
+		if parent, ok := infraCg.Parent(); ok {
 			p.own = &parent
 		}
 	}
-	p.parts = []cgroupSet{infraCg}
+	p.parts = []engine.Cgroup{infraCg}
 	for _, c := range ctrs {
 		cst, err := s.eng.State(ctx, c)
 		if err != nil || cst.Status != engine.StatusRunning || cst.Pid <= 0 {
 			continue
 		}
-		cg, err := cgroupsOf(cst.Pid)
+		cg, err := engine.CgroupOf(cst.Pid)
 		if err != nil {
 			continue
 		}
@@ -169,12 +164,12 @@ func (s *Server) podStats(ctx context.Context, sb metadata.Container) (*runtime.
 	now := time.Now().UnixNano()
 	var u cgroupUsage
 	if p.own != nil {
-		if u, err = p.own.usage(); err != nil {
+		if u, err = usageOf(*p.own); err != nil {
 			return nil, fmt.Errorf("pod %s: %w", sb.ID, err)
 		}
 	} else {
 		for _, g := range p.parts {
-			part, err := g.usage()
+			part, err := usageOf(g)
 			if err != nil {
 				continue // exited meanwhile
 			}
@@ -221,195 +216,6 @@ func psi(p *cgroups.PSIStats) *runtime.PsiStats {
 	return &runtime.PsiStats{Full: d(p.Full), Some: d(p.Some)}
 }
 
-// cgroupSet is one cgroup's directories. It is read from /proc/PID/cgroup,
-// as the engine reads a container's, since each runtime and cgroup driver
-// maps a spec's cgroupsPath its own way.
-type cgroupSet struct {
-	path string            // in its hierarchy (cadvisor's id): the memory controller's on v1
-	v1   map[string]string // controller -> directory; nil on a v2 host
-	// v2 is the cgroup2 directory: all of the cgroup on a v2 host; on a
-	// hybrid one the unified half, which holds only pressure (PSI) files.
-	v2 string
-}
-
-// statControllers are the v1 controllers the stats read.
-var statControllers = []string{"cpu", "cpuacct", "memory", "blkio", "pids", "hugetlb"}
-
-// v1Mounts maps each v1 controller to its mount point and root. The
-// hierarchies are mounted at boot, so they are read once, not for each
-// container of each scrape.
-var v1Mounts = sync.OnceValue(func() map[string][2]string {
-	m := map[string][2]string{}
-	mounts, err := cgroups.GetCgroupMounts(false)
-	if err != nil {
-		return m
-	}
-	for _, mnt := range mounts {
-		for _, sub := range mnt.Subsystems {
-			m[sub] = [2]string{mnt.Mountpoint, mnt.Root}
-		}
-	}
-	return m
-})
-
-func cgroupsOf(pid int) (cgroupSet, error) {
-	cg, err := cgroups.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return cgroupSet{}, fmt.Errorf("process %d: its cgroups: %w", pid, err)
-	}
-	if cgroups.IsCgroup2UnifiedMode() {
-		return cgroupSet{path: cg[""], v2: filepath.Join("/sys/fs/cgroup", cg[""])}, nil
-	}
-	g := cgroupSet{v1: map[string]string{}}
-	for _, sub := range statControllers {
-		p, ok := cg[sub]
-		m, mounted := v1Mounts()[sub]
-		if !ok || !mounted {
-			continue // its numbers are left out
-		}
-		// Paths are relative to the hierarchy's root as this process sees
-		// it (a cgroup namespace, or a bind mount of a sub-tree).
-		rel, err := filepath.Rel(m[1], p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			continue
-		}
-		g.v1[sub] = filepath.Join(m[0], rel)
-		if sub == "memory" {
-			g.path = p
-		}
-	}
-	// The unified half is the container's own only if the runtime made it
-	// alongside the v1 ones; else it is shared and its pressure is not
-	// the container's.
-	if p, ok := cg[""]; ok && g.path != "" && p == g.path && cgroups.IsCgroup2HybridMode() {
-		g.v2 = filepath.Join("/sys/fs/cgroup/unified", p)
-	}
-	return g, nil
-}
-
-// parent is the cgroup above g; false when that is a hierarchy's root,
-// which is the whole host's.
-func (g cgroupSet) parent() (cgroupSet, bool) {
-	if g.path == "" || path.Dir(g.path) == "/" {
-		return cgroupSet{}, false
-	}
-	p := cgroupSet{path: path.Dir(g.path)}
-	if g.v1 != nil {
-		p.v1 = map[string]string{}
-		for k, d := range g.v1 {
-			p.v1[k] = filepath.Dir(d)
-		}
-	}
-	if g.v2 != "" {
-		p.v2 = filepath.Dir(g.v2)
-	}
-	return p, true
-}
-
-// dir is the directory holding ctrl's files.
-func (g cgroupSet) dir(ctrl string) string {
-	if g.v1 == nil {
-		return g.v2
-	}
-	return g.v1[ctrl]
-}
-
-// read is the trimmed content of a cgroup file ("" when it is not there).
-func (g cgroupSet) read(ctrl, file string) string {
-	d := g.dir(ctrl)
-	if d == "" {
-		return ""
-	}
-	b, err := os.ReadFile(filepath.Join(d, file))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// keyed is the value of key in a "key value" cgroup file.
-func (g cgroupSet) keyed(ctrl, file, key string) (uint64, bool) {
-	for line := range strings.Lines(g.read(ctrl, file)) {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
-			v, err := strconv.ParseUint(f[1], 10, 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
-}
-
-// stats reads the controllers through opencontainers/cgroups: fs for v1,
-// fs2 for a v2 host; on a hybrid host the pressure comes from the
-// unified half.
-func (g cgroupSet) stats() (*cgroups.Stats, error) {
-	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
-	if g.v1 == nil {
-		m, err := fs2.NewManager(cg, g.v2)
-		if err != nil {
-			return nil, err
-		}
-		return m.GetStats()
-	}
-	paths := map[string]string{}
-	for k, d := range g.v1 {
-		// Its hugetlb reads the reservations (.rsvd) where there are
-		// some; podmetrics.go reads the usage itself.
-		if k != "hugetlb" {
-			paths[k] = d
-		}
-	}
-	m, err := fs.NewManager(cg, paths)
-	if err != nil {
-		return nil, err
-	}
-	st, err := m.GetStats()
-	if err != nil {
-		return nil, err
-	}
-	if g.v2 != "" {
-		if m2, err := fs2.NewManager(cg, g.v2); err == nil {
-			// Only the PSI files are there; the errors are the
-			// controllers that are not.
-			if s2, _ := m2.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.IO}); s2 != nil {
-				st.CpuStats.PSI, st.MemoryStats.PSI, st.BlkioStats.PSI = s2.CpuStats.PSI, s2.MemoryStats.PSI, s2.BlkioStats.PSI
-			}
-		}
-	}
-	return st, nil
-}
-
-// memStat is a memory.stat counter by its v1 name, hierarchical (the
-// total_ one on v1; v2's are always hierarchical, some under another name).
-func (g cgroupSet) memStat(st *cgroups.Stats, name string) (uint64, bool) {
-	key := "total_" + name
-	if g.v1 == nil {
-		key = name
-		if v2, ok := map[string]string{"rss": "anon", "cache": "file", "mapped_file": "file_mapped"}[name]; ok {
-			key = v2
-		}
-	}
-	v, ok := st.MemoryStats.Stats[key]
-	return v, ok
-}
-
-// pids are the processes in g and the cgroups below it.
-func (g cgroupSet) pids() []int {
-	dir := g.v2
-	if g.v1 != nil {
-		dir = ""
-		for _, sub := range []string{"pids", "memory", "cpuacct", "cpu"} {
-			if dir = g.v1[sub]; dir != "" {
-				break
-			}
-		}
-	}
-	if dir == "" {
-		return nil
-	}
-	pids, _ := cgroups.GetAllPids(dir)
-	return pids
-}
-
 // cgroupUsage is what the CRI's pod stats take from a cgroup.
 type cgroupUsage struct {
 	cpu, mem, workingSet, rss, faults, majFaults, procs uint64
@@ -421,31 +227,21 @@ type cgroupUsage struct {
 // limit" as the largest page-aligned int64.
 const unlimited = 1 << 62
 
-func (g cgroupSet) usage() (cgroupUsage, error) {
-	st, err := g.stats()
+func usageOf(g engine.Cgroup) (cgroupUsage, error) {
+	st, err := g.Stats()
 	if err != nil {
 		return cgroupUsage{}, err
 	}
-	u := cgroupUsage{cpu: st.CpuStats.CpuUsage.TotalUsage, mem: st.MemoryStats.Usage.Usage, procs: uint64(len(g.pids())),
+	u := cgroupUsage{cpu: st.CpuStats.CpuUsage.TotalUsage, mem: st.MemoryStats.Usage.Usage, procs: uint64(len(g.Pids())),
 		cpuPSI: st.CpuStats.PSI, memPSI: st.MemoryStats.PSI, ioPSI: st.BlkioStats.PSI}
-	u.workingSet = workingSet(g, st)
-	u.rss, _ = g.memStat(st, "rss")
-	u.faults, _ = g.memStat(st, "pgfault")
-	u.majFaults, _ = g.memStat(st, "pgmajfault")
+	u.workingSet = g.WorkingSet(st)
+	u.rss, _ = g.MemStat(st, "rss")
+	u.faults, _ = g.MemStat(st, "pgfault")
+	u.majFaults, _ = g.MemStat(st, "pgmajfault")
 	if l := st.MemoryStats.Usage.Limit; l < unlimited {
 		u.limit = l
 	}
 	return u, nil
-}
-
-// workingSet is the memory the kernel could not easily reclaim: the usage
-// without the inactive page cache, as the kubelet and docker count it.
-func workingSet(g cgroupSet, st *cgroups.Stats) uint64 {
-	ws := st.MemoryStats.Usage.Usage
-	if inactive, ok := g.memStat(st, "inactive_file"); ok && inactive < ws {
-		ws -= inactive
-	}
-	return ws
 }
 
 // add sums the counters of a container into a pod's; pressure averages

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthdev/berth/internal/engine"
 	"github.com/opencontainers/cgroups"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -101,8 +102,8 @@ func TestCgroupV2Metrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := cgroupSet{path: "/pod/ctr", v2: dir}
-	u, err := g.usage()
+	g := engine.CgroupAt("/pod/ctr", nil, dir)
+	u, err := usageOf(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +160,11 @@ func TestCgroupV1Metrics(t *testing.T) {
 		}
 	}()
 	for ctrl, files := range limits {
-		m, ok := v1Mounts()[ctrl]
+		mnt, _, ok := engine.V1Mount(ctrl)
 		if !ok {
 			t.Skipf("no %s hierarchy", ctrl)
 		}
-		d := filepath.Join(m[0], name)
+		d := filepath.Join(mnt, name)
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -178,18 +179,19 @@ func TestCgroupV1Metrics(t *testing.T) {
 		}
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if b, _ := os.ReadFile(filepath.Join(v1Mounts()["cpuacct"][0], name, "cpuacct.usage")); strings.TrimSpace(string(b)) != "0" {
+		cpuacct, _, _ := engine.V1Mount("cpuacct")
+		if b, _ := os.ReadFile(filepath.Join(cpuacct, name, "cpuacct.usage")); strings.TrimSpace(string(b)) != "0" {
 			break
 		}
 	}
-	g, err := cgroupsOf(cmd.Process.Pid)
+	g, err := engine.CgroupOf(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.path != "/"+name {
-		t.Fatalf("path %s, want /%s", g.path, name)
+	if g.Path() != "/"+name {
+		t.Fatalf("path %s, want /%s", g.Path(), name)
 	}
-	if _, ok := g.parent(); ok {
+	if _, ok := g.Parent(); ok {
 		t.Error("a cgroup under the root has a parent of its own")
 	}
 	m := &metricSink{base: make([]string, len(baseLabels))}
@@ -208,7 +210,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 			t.Errorf("no %s", k)
 		}
 	}
-	u, err := g.usage()
+	u, err := usageOf(g)
 	if err != nil {
 		t.Fatal(err)
 	}

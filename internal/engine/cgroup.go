@@ -15,64 +15,6 @@ import (
 	"github.com/opencontainers/cgroups"
 )
 
-// cgroupDirs are the cgroup directories a container's processes are in.
-// They are read from /proc/PID/cgroup of its init rather than derived from
-// the spec's linux.cgroupsPath: each runtime (and each cgroup driver: runc's
-// systemd one names them differently) maps that path its own way, and a
-// nested host mounts the hierarchies somewhere else.
-type cgroupDirs struct {
-	v1 map[string]string // controller -> directory
-	v2 string            // the cgroup2 directory: all of it on a v2 host, the unified half on a hybrid one
-}
-
-// v1Controllers are the controllers top and stats read.
-var v1Controllers = []string{"cpu", "cpuacct", "memory", "blkio", "pids"}
-
-func cgroupDirsOf(pid int) (cgroupDirs, error) {
-	cg, err := cgroups.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return cgroupDirs{}, fmt.Errorf("process %d: its cgroups: %w", pid, err)
-	}
-	var d cgroupDirs
-	if cgroups.IsCgroup2UnifiedMode() {
-		d.v2 = filepath.Join("/sys/fs/cgroup", cg[""])
-		return d, nil
-	}
-	d.v1 = map[string]string{}
-	for _, sub := range v1Controllers {
-		p, ok := cg[sub]
-		if !ok {
-			continue
-		}
-		mnt, root, err := cgroups.FindCgroupMountpointAndRoot("", sub)
-		if err != nil {
-			continue // not mounted here: its numbers are left out
-		}
-		// Paths are relative to the hierarchy's root as this process sees
-		// it (a cgroup namespace, or a bind mount of a sub-tree).
-		rel, err := filepath.Rel(root, p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			continue
-		}
-		d.v1[sub] = filepath.Join(mnt, rel)
-	}
-	if p, ok := cg[""]; ok && cgroups.IsCgroup2HybridMode() {
-		d.v2 = filepath.Join("/sys/fs/cgroup/unified", p)
-	}
-	return d, nil
-}
-
-// procsDir is a directory whose cgroup.procs (with its children's) lists
-// every process of the container.
-func (d cgroupDirs) procsDir() string {
-	for _, sub := range []string{"pids", "memory", "cpuacct", "cpu"} {
-		if p := d.v1[sub]; p != "" {
-			return p
-		}
-	}
-	return d.v2
-}
-
 // runningPid is c's init's pid, or ErrFailedPrecond (with what to do) if
 // c does not run.
 func (e *Engine) runningPid(ctx context.Context, c metadata.Container, what string) (int, error) {
@@ -93,8 +35,8 @@ func (e *Engine) Pids(ctx context.Context, c metadata.Container) ([]int, error) 
 	if err != nil {
 		return nil, err
 	}
-	if d, err := cgroupDirsOf(pid); err == nil && d.procsDir() != "" {
-		if pids, err := cgroups.GetAllPids(d.procsDir()); err == nil && len(pids) > 0 {
+	if d, err := CgroupOf(pid); err == nil {
+		if pids := d.Pids(); len(pids) > 0 {
 			return pids, nil
 		}
 	}

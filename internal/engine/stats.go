@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/berthdev/berth/internal/metadata"
-	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/fs"
-	"github.com/opencontainers/cgroups/fs2"
 )
 
 // Stats are a container's resource use at one moment, with podman's
@@ -48,11 +45,11 @@ func (e *Engine) Stats(ctx context.Context, c metadata.Container, prev *Stats) (
 		return s, nil
 	}
 	s.Running = true
-	d, err := cgroupDirsOf(st.Pid)
+	d, err := CgroupOf(st.Pid)
 	if err != nil {
 		return s, fmt.Errorf("container %s: %w", c.Name, err)
 	}
-	cs, err := d.stats()
+	cs, err := d.Stats()
 	if err != nil {
 		return s, fmt.Errorf("container %s: cgroup stats: %w", c.Name, err)
 	}
@@ -64,14 +61,7 @@ func (e *Engine) Stats(ctx context.Context, c metadata.Container, prev *Stats) (
 		s.CPU = 100 * float64(s.CPUNano) / float64(s.SystemNano-st.StartedAt.UnixNano())
 	}
 	ms := cs.MemoryStats
-	s.MemUsage = ms.Usage.Usage
-	inactive := ms.Stats["total_inactive_file"] // v1
-	if v, ok := ms.Stats["inactive_file"]; ok && d.v1 == nil {
-		inactive = v // v2
-	}
-	if inactive < s.MemUsage {
-		s.MemUsage -= inactive
-	}
+	s.MemUsage = d.WorkingSet(cs)
 	s.MemLimit = ms.Usage.Limit
 	if total := hostMemory(); total > 0 && (s.MemLimit == 0 || s.MemLimit > total) {
 		s.MemLimit = total
@@ -89,32 +79,12 @@ func (e *Engine) Stats(ctx context.Context, c metadata.Container, prev *Stats) (
 	}
 	s.PIDs = cs.PidsStats.Current
 	if s.PIDs == 0 {
-		if pids, err := cgroups.GetAllPids(d.procsDir()); err == nil {
-			s.PIDs = uint64(len(pids))
-		}
+		s.PIDs = uint64(len(d.Pids()))
 	}
 	if cfg, err := config(c); err == nil && cfg.Network != "host" {
 		s.NetInput, s.NetOutput = netIO(st.Pid)
 	}
 	return s, nil
-}
-
-// stats reads the controllers through opencontainers/cgroups: fs for v1
-// (its hybrid v2 half holds none of these numbers), fs2 for a v2 host.
-func (d cgroupDirs) stats() (*cgroups.Stats, error) {
-	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
-	if d.v1 == nil {
-		m, err := fs2.NewManager(cg, d.v2)
-		if err != nil {
-			return nil, err
-		}
-		return m.GetStats()
-	}
-	m, err := fs.NewManager(cg, d.v1)
-	if err != nil {
-		return nil, err
-	}
-	return m.GetStats()
 }
 
 // hostMemory is MemTotal in bytes (0 if unknown).
