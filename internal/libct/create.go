@@ -14,6 +14,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/libct/cgroups"
+	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -86,7 +87,12 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
 	}
-	cleanup.add(func() { cg.Destroy() })
+	if cg, err = rootlessCgroup(cg, spec.Linux.Resources); err != nil {
+		return nil, err
+	}
+	if cg != nil {
+		cleanup.add(func() { cg.Destroy() })
+	}
 
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
 	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initSpec(spec),
@@ -131,8 +137,18 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	// with the rest of the set-up below; only the cgroup2 cgroup it is
 	// cloned into must exist first. Through nsenter.c, init joins the v1
 	// cgroups before anything else, so they come first.
-	tasks, v2 := cg.JoinPoints()
+	var tasks []string
+	var v2 string
+	if cg != nil {
+		tasks, v2 = cg.JoinPoints()
+	}
 	pureV2 := v2 != "" && len(tasks) == 0
+	apply := func() error {
+		if cg == nil {
+			return nil
+		}
+		return cg.Apply(-1)
+	}
 	var p *initProc
 	startInit := func() error {
 		slog.Debug("create: spawning init", "id", id, "clone", so.clone)
@@ -145,7 +161,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 	if so.clone {
 		if pureV2 {
-			err = cg.Apply(-1)
+			err = apply()
 		} else if v2 != "" {
 			err = os.MkdirAll(v2, 0o755)
 		}
@@ -153,10 +169,10 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 			err = startInit()
 		}
 		if err == nil && !pureV2 {
-			err = cg.Apply(-1)
+			err = apply()
 		}
 	} else {
-		if err = cg.Apply(-1); err == nil {
+		if err = apply(); err == nil {
 			err = startInit()
 		}
 	}
@@ -190,14 +206,16 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		cfg.CgroupNS = so.cloneFlags&unix.CLONE_NEWCGROUP != 0
 	}
 	slog.Debug("create: init in its namespaces", "id", id, "pid", p.pid)
-	if err := cg.Set(resourcesWithDevices(spec.Linux)); err != nil {
-		return nil, fmt.Errorf("linux.resources: %w", err)
+	if cg != nil {
+		if err := cg.Set(resourcesWithDevices(spec.Linux)); err != nil {
+			return nil, fmt.Errorf("linux.resources: %w", err)
+		}
+		c.CgroupPaths = cg.Paths()
 	}
 	c.Pid = p.pid
 	if c.PidStart, _, err = procStart(p.pid); err != nil {
 		return nil, fmt.Errorf("container init exited: %w", err)
 	}
-	c.CgroupPaths = cg.Paths()
 	cfg.CgroupPaths = c.CgroupPaths
 	cfg.CgroupUnified, cfg.CgroupMounts = cgroupMounts(c.CgroupPaths)
 	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Creating, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}
@@ -330,4 +348,46 @@ func cgroupMounts(paths map[string]string) (unified bool, out []cgroupMount) {
 		out = append(out, m)
 	}
 	return false, out
+}
+
+// rootlessCgroup is cg, or nil in a user namespace that may not make it:
+// an unprivileged user without a delegated cgroup runs containers without
+// one, as runc's rootless mode does, unless the spec asks for a limit,
+// which is refused naming what is missing (never silently dropped).
+func rootlessCgroup(cg *cgroups.Manager, r *specs.LinuxResources) (*cgroups.Manager, error) {
+	if !userns.RunningInUserNS() {
+		return cg, nil
+	}
+	err := cg.Apply(-1)
+	if err == nil || !errors.Is(err, os.ErrPermission) && !errors.Is(err, unix.EROFS) {
+		return cg, err
+	}
+	if limit := requestedLimit(r); limit != "" {
+		return nil, fmt.Errorf("linux.resources.%s: this user has no cgroup delegated to it (%v): run under one (systemd-run --user --scope -p Delegate=yes) or drop the limit: %w",
+			limit, err, errdefs.ErrFailedPrecond)
+	}
+	slog.Debug("create: no cgroup: not delegated to this user", "error", err)
+	return nil, nil
+}
+
+// requestedLimit names the first resource limit r sets ("" for none;
+// device rules do not count: a user namespace cannot make device nodes).
+func requestedLimit(r *specs.LinuxResources) string {
+	switch {
+	case r == nil:
+		return ""
+	case r.Memory != nil && (r.Memory.Limit != nil || r.Memory.Reservation != nil || r.Memory.Swap != nil):
+		return "memory"
+	case r.CPU != nil && (r.CPU.Shares != nil || r.CPU.Quota != nil || r.CPU.Cpus != "" || r.CPU.Mems != ""):
+		return "cpu"
+	case r.Pids != nil && r.Pids.Limit != nil:
+		return "pids"
+	case r.BlockIO != nil:
+		return "blockIO"
+	case len(r.HugepageLimits) > 0:
+		return "hugepageLimits"
+	case len(r.Unified) > 0:
+		return "unified"
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthdev/berth/internal/libct/seccomp"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -145,7 +146,9 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	if err != nil {
 		return fmt.Errorf("exec fifo: %w", err)
 	}
-	r := &rootfs{path: cfg.Rootfs, cfg: cfg, userns: cfg.UserNS}
+	// A runtime that is itself in a user namespace (rootless berth) cannot
+	// mknod either.
+	r := &rootfs{path: cfg.Rootfs, cfg: cfg, userns: cfg.UserNS || userns.RunningInUserNS()}
 	if cfg.NewMountNS {
 		if err := r.prepare(); err != nil {
 			return err

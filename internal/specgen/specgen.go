@@ -397,6 +397,11 @@ func mounts(o Options) []specs.Mount {
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 	}
+	if !gidMapped(5) {
+		// In a user namespace without group 5 (tty) mapped, as a user
+		// with no subgid range, devpts refuses gid=5.
+		ms[2].Options = slices.DeleteFunc(slices.Clone(ms[2].Options), func(o string) bool { return o == "gid=5" })
+	}
 	if o.Network == "host" {
 		// sysfs of the host's network namespace cannot be mounted anew.
 		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
@@ -468,4 +473,25 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// gidMapped reports whether gid exists in this process's user namespace:
+// always in the initial one; in another, if its gid_map covers it.
+func gidMapped(gid uint32) bool {
+	data, err := os.ReadFile("/proc/self/gid_map")
+	if err != nil {
+		return true
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 == nil && err2 == nil && uint64(gid) >= start && uint64(gid) < start+n {
+			return true
+		}
+	}
+	return false
 }
