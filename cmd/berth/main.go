@@ -12,6 +12,7 @@ import (
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/rootless"
 	"github.com/spf13/cobra"
 )
 
@@ -24,6 +25,10 @@ type globals struct {
 var g globals
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == rootless.PauseArg {
+		rootless.Pause() // the holder of an unprivileged user's namespace
+		return
+	}
 	// A pull's garbage is short-lived buffers: collecting less often costs
 	// a few MB of memory and saves a tenth of its CPU.
 	if os.Getenv("GOGC") == "" {
@@ -37,8 +42,12 @@ func main() {
 		SilenceErrors: true,
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&g.root, "root", "/var/lib/berth", "store directory (images, snapshots, metadata)")
-	f.StringVar(&g.runroot, "runroot", "/run/berth", "state directory")
+	defRoot, defRunroot := "/var/lib/berth", "/run/berth"
+	if rootless.Unprivileged() {
+		defRoot, defRunroot = rootless.Dirs()
+	}
+	f.StringVar(&g.root, "root", defRoot, "store directory (images, snapshots, metadata)")
+	f.StringVar(&g.runroot, "runroot", defRunroot, "state directory")
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level")
 	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
@@ -102,6 +111,10 @@ func storeRun(fn func(ctx context.Context, s *store, args []string) error) func(
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		phase := timer()
+		// An unprivileged user's commands run in the user's namespace.
+		if err := rootless.Enter(g.runroot); err != nil {
+			return err
+		}
 		s, err := openStore(ctx)
 		if err != nil {
 			return err

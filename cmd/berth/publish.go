@@ -9,6 +9,7 @@ import (
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/network"
+	"github.com/berthdev/berth/internal/rootless"
 )
 
 // networkConfig sets cfg's network mode, networks and published ports
@@ -29,6 +30,9 @@ func (f *runFlags) networkConfig(cfg *engine.Config) error {
 			return err
 		}
 		names = []string{conf.Containers.Network}
+		if rootless.Unprivileged() {
+			names = []string{engine.NetNone} // until rootless networks (slirp4netns) exist
+		}
 	}
 	switch names[0] {
 	case engine.NetNone, engine.NetHost:
@@ -37,6 +41,9 @@ func (f *runFlags) networkConfig(cfg *engine.Config) error {
 		}
 		cfg.Network = names[0]
 	default:
+		if rootless.Unprivileged() {
+			return fmt.Errorf("--network %s: an unprivileged user has no bridge networks yet (docs/rootless.md): use none or host: %w", names[0], errdefs.ErrNotImplemented)
+		}
 		cfg.Network = engine.NetBridge
 		for _, n := range names {
 			if n == engine.NetNone || n == engine.NetHost {

@@ -1,36 +1,56 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
-
-	"github.com/berthdev/berth/internal/testbin"
+	"time"
 )
 
-// TestUserNamespace runs berth as an unprivileged user inside a user and
-// mount namespace of its own (unshare --map-root-user; berth will make
-// and join its namespace itself, issue 6): a pull unpacks, a container
-// runs without a cgroup (none is delegated), and a limit is refused
-// naming the missing delegation.
-func TestUserNamespace(t *testing.T) {
+// TestRootless runs berth as an unprivileged user the test makes (with a
+// subordinate id range, as useradd gives): berth makes and joins the
+// user's namespace itself; a layer file of uid 1234 lands as the mapped
+// host uid; a container runs, detached too, across commands; a file a
+// container's user writes to a volume belongs to the mapped host uid; a
+// limit is refused naming the missing cgroup delegation; a bridge
+// network is refused clearly.
+func TestRootless(t *testing.T) {
 	reg := testRegistry(t)
 	runtimeBin(t)
-	for _, tool := range []string{"useradd", "userdel", "unshare", "su"} {
+	for _, tool := range []string{"useradd", "userdel", "nsenter", "newuidmap", "su"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	const user = "berth-ns-test"
+	const user = "berth-rl-test"
+	exec.Command("pkill", "-u", user).Run()
 	exec.Command("userdel", "-r", user).Run() // a previous run's
 	if out, err := exec.Command("useradd", "-m", user).CombinedOutput(); err != nil {
 		t.Fatalf("useradd: %v %s", err, out)
 	}
-	defer exec.Command("userdel", "-r", user).Run()
+	defer func() {
+		exec.Command("pkill", "-KILL", "-u", user).Run() // the namespace's holder
+		time.Sleep(100 * time.Millisecond)
+		exec.Command("userdel", "-r", user).Run()
+	}()
+	sub := 0
+	if data, err := os.ReadFile("/etc/subuid"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if p := strings.Split(strings.TrimSpace(line), ":"); len(p) == 3 && p[0] == user {
+				sub, _ = strconv.Atoi(p[1])
+			}
+		}
+	}
+	if sub == 0 {
+		t.Skip("useradd gave no /etc/subuid range")
+	}
 	// The binaries where the user may run them.
-	bin, err := os.MkdirTemp("", "berth-ns-bin-") // t.TempDir's parent is root's alone
+	bin, err := os.MkdirTemp("", "berth-rl-bin-") // t.TempDir's parent is root's alone
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,23 +65,56 @@ func TestUserNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Its files are all root's: without subuid ranges (unshare maps one
-	// id) layers with other owners cannot unpack.
-	_, img := testbin.PushBusybox(t, reg)
+	img := fmt.Sprintf("%s/berth-test/rootless-%d:1", reg, time.Now().UnixNano()%1e9)
+	pushImage(t, img, fixtureImage(t, "amd64"))
 	run := func(args string) (string, error) {
-		script := "export XDG_RUNTIME_DIR=$HOME/run; mkdir -p $XDG_RUNTIME_DIR; " +
-			"exec unshare --user --map-root-user --mount " + filepath.Join(bin, "berth") +
-			" --root $HOME/store --runroot $HOME/run/berth --registries-conf /dev/null " + args
-		out, err := exec.Command("su", "-", user, "-c", script).CombinedOutput()
+		out, err := exec.Command("su", "-", user, "-c", filepath.Join(bin, "berth")+" --registries-conf /dev/null "+args).CombinedOutput()
 		return string(out), err
 	}
-	if out, err := run("pull -q " + img); err != nil {
-		t.Fatalf("pull as %s: %v %s", user, err, out)
+	must := func(args string) string {
+		t.Helper()
+		out, err := run(args)
+		if err != nil {
+			t.Fatalf("berth %s as %s: %v\n%s", args, user, err, out)
+		}
+		return out
 	}
-	if out, err := run("run --rm --network none " + img + " busybox head -1 /etc/passwd"); err != nil || out != "root:x:0:0:root:/root:/bin/sh\n" {
-		t.Fatalf("run as %s: %v %q", user, err, out)
+	must("pull -q " + img)
+	home := "/home/" + user
+	owned := ""
+	filepath.Walk(filepath.Join(home, ".local/share/berth/snapshots"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, "/data/owned") {
+			owned = p
+		}
+		return nil
+	})
+	var st syscall.Stat_t
+	if owned == "" || syscall.Stat(owned, &st) != nil || int(st.Uid) != sub+1234-1 || int(st.Gid) != sub+5678-1 {
+		t.Errorf("layer file of 1234:5678 on the host: %s %d:%d, want %d:%d", owned, st.Uid, st.Gid, sub+1233, sub+5677)
 	}
-	if out, err := run("run --rm --network none -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no cgroup delegated") {
+	if out := must("run --rm " + img + " busybox cat /data/owned"); out != "owned\n" {
+		t.Errorf("run: %q", out)
+	}
+	// The layers' whiteout and opaque directory hold under the user's overlay.
+	if out := must("run --rm " + img + " sh -c 'busybox ls /data/dir; busybox ls /data/gone 2>&1 || echo gone'"); !strings.HasPrefix(out, "y\n") || !strings.Contains(out, "gone") {
+		t.Errorf("whiteouts in the user's overlay: %q", out)
+	}
+	vol := filepath.Join(home, "vol")
+	os.MkdirAll(vol, 0o755)
+	os.Chown(vol, sub+1233, sub+1233) // the container's 1234 may write there
+	must("run --rm -u 1234 -v " + vol + ":/out " + img + " sh -c 'echo x > /out/f'")
+	if err := syscall.Stat(filepath.Join(vol, "f"), &st); err != nil || int(st.Uid) != sub+1233 {
+		t.Errorf("a file the container's uid 1234 wrote: owner %d (%v), want %d", st.Uid, err, sub+1233)
+	}
+	id := strings.TrimSpace(must("run -d " + img + " busybox sleep 60"))
+	if out := must("exec " + id + " busybox cat /proc/self/uid_map"); !strings.Contains(out, strconv.Itoa(sub)) {
+		t.Errorf("the container's uid map: %q", out)
+	}
+	must("rm -f " + id)
+	if out, err := run("run --rm -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no cgroup delegated") {
 		t.Errorf("a memory limit without a delegated cgroup: %v %q", err, out)
+	}
+	if out, err := run("run --rm --network bridge " + img + " busybox true"); err == nil || !strings.Contains(out, "no bridge networks yet") {
+		t.Errorf("a bridge network: %v %q", err, out)
 	}
 }

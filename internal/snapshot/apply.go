@@ -190,7 +190,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	}
 	if base == opaqueMarker {
-		if err := setXattr(pfd, ".", "trusted.overlay.opaque", []byte("y")); err != nil {
+		if err := setXattr(pfd, ".", overlayXattr+"opaque", []byte("y")); err != nil {
 			return fmt.Errorf("layer entry %q: opaque directory: %w", hdr.Name, err)
 		}
 		return nil
@@ -339,8 +339,9 @@ func (a *applier) attrs(pfd int, base string, hdr *tar.Header, mode uint32) erro
 			continue
 		}
 		name := k[len(xattrPAXPrefix):]
-		// trusted.overlay.* would let a layer forge whiteouts and redirects.
-		if strings.HasPrefix(name, "trusted.overlay.") {
+		// trusted.overlay.* (user.overlay.* in a user namespace) would let
+		// a layer forge whiteouts and redirects.
+		if strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") {
 			return badLayer(hdr.Name, "carries overlay metadata %s", name)
 		}
 		if err := setXattr(pfd, base, name, []byte(v)); err != nil && !errors.Is(err, unix.ENOTSUP) {

@@ -14,6 +14,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/moby/sys/userns"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -182,7 +183,7 @@ func (o *Overlay) Mounts(ctx context.Context, key string) ([]Mount, error) {
 	case s.Kind == metadata.KindView && len(lowers) == 1:
 		return []Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}, nil
 	case s.Kind == metadata.KindView:
-		return []Mount{{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + strings.Join(lowers, ":")}}}, nil
+		return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("ro", "lowerdir="+strings.Join(lowers, ":"))}}, nil
 	case len(lowers) == 0:
 		opts := []string{"rbind"}
 		if s.Kind == metadata.KindCommitted {
@@ -190,10 +191,10 @@ func (o *Overlay) Mounts(ctx context.Context, key string) ([]Mount, error) {
 		}
 		return []Mount{{Type: "bind", Source: upper, Options: opts}}, nil
 	case s.Kind == metadata.KindCommitted:
-		return []Mount{{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=" + strings.Join(append([]string{upper}, lowers...), ":")}}}, nil
+		return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("ro", "lowerdir="+strings.Join(append([]string{upper}, lowers...), ":"))}}, nil
 	}
-	return []Mount{{Type: "overlay", Source: "overlay", Options: []string{
-		"index=off", "lowerdir=" + strings.Join(lowers, ":"), "upperdir=" + upper, "workdir=" + filepath.Join(o.dir(key), "work")}}}, nil
+	return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("index=off", "lowerdir="+strings.Join(lowers, ":"),
+		"upperdir="+upper, "workdir="+filepath.Join(o.dir(key), "work"))}}, nil
 }
 
 // Commit turns the active snapshot key into the committed snapshot name,
@@ -428,4 +429,27 @@ func dirSize(dir string) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+// overlayXattr is the prefix of overlayfs's own attributes (opaque
+// directories) in the layers this process unpacks: trusted.overlay.,
+// which needs the host's CAP_SYS_ADMIN, or, in a user namespace (an
+// unprivileged user's store), user.overlay., which overlayfs reads when
+// mounted with "userxattr" (Linux 5.11).
+var overlayXattr = func() string {
+	if userns.RunningInUserNS() {
+		return userOverlayXattr
+	}
+	return "trusted.overlay."
+}()
+
+const userOverlayXattr = "user.overlay."
+
+// withUserXattr adds "userxattr" to an overlay's options in a user
+// namespace, where the layers' overlay attributes are user.overlay.*.
+func withUserXattr(opts ...string) []string {
+	if overlayXattr == userOverlayXattr {
+		opts = append(opts, "userxattr")
+	}
+	return opts
 }
