@@ -75,6 +75,13 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 	cfg := f.cfg
 	cfg.Args = args
 	cfg.TTY, cfg.Stdin, cfg.Remove = f.tty, f.interactive, f.rm
+	if f.tty && isTerminal(os.Stdin) {
+		// The terminal's size from the start: a resize sent once the
+		// container runs may come after its first look at the size.
+		if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil && ws.Row > 0 && ws.Col > 0 {
+			cfg.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
+		}
+	}
 	if cmd.Flags().Changed("entrypoint") {
 		cfg.EntrypointSet = true
 		if f.entrypoint != "" {

@@ -77,6 +77,8 @@ type Config struct {
 	DNSSearch  []string      `json:"dnsSearch,omitempty"` // search domains instead of the host's
 	AddHosts   []string      `json:"addHosts,omitempty"`  // "name:IP" lines for /etc/hosts
 	DNSOptions []string      `json:"dnsOptions,omitempty"`
+	// ConsoleSize is the terminal's size at the start (with TTY).
+	ConsoleSize *specs.Box `json:"consoleSize,omitempty"`
 	// LogPath is where the log goes ("": the container's directory).
 	LogPath string `json:"logPath,omitempty"`
 	// Pod is what a container of a CRI pod needs beyond a berth run.
@@ -255,6 +257,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	po.Entrypoint, po.EntrypointSet, po.Args = cfg.Entrypoint, cfg.EntrypointSet, cfg.Args
 	po.Env, po.HostEnv, po.WorkDir, po.User, po.Hostname = cfg.Env, os.LookupEnv, cfg.WorkDir, cfg.User, cfg.Hostname
 	po.TTY, po.Stdin, po.ReadOnly, po.Privileged = cfg.TTY, cfg.Stdin, cfg.ReadOnly, cfg.Privileged
+	po.ConsoleSize = cfg.ConsoleSize
 	po.CapAdd, po.CapDrop, po.NoNewPrivs, po.Seccomp, po.Network = cfg.CapAdd, cfg.CapDrop, cfg.NoNewPrivs, cfg.Seccomp, netns
 	po.Files, po.Mounts = files, append(slices.Clip(cfg.Mounts), vols...)
 	po.Memory, po.CPUs, po.PidsLimit, po.Rlimits = cfg.Memory, cfg.CPUs, cfg.PidsLimit, cfg.Rlimits

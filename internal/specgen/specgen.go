@@ -39,6 +39,7 @@ type Options struct {
 	User          string
 	Hostname      string
 	TTY, Stdin    bool
+	ConsoleSize   *specs.Box // the terminal's size at the start, with TTY
 	ReadOnly      bool
 	Privileged    bool
 	CapAdd        []string
@@ -140,11 +141,12 @@ func Generate(o Options) (*specs.Spec, error) {
 		Version: Version,
 		Root:    &specs.Root{Path: o.Rootfs, Readonly: o.ReadOnly},
 		Process: &specs.Process{
-			Terminal: o.TTY,
-			Args:     args,
-			Env:      env,
-			Cwd:      firstNonEmpty(o.WorkDir, o.Image.WorkingDir, "/"),
-			User:     specs.User{UID: uid, GID: gid, AdditionalGids: appendNew(groups, o.AdditionalGIDs)},
+			Terminal:    o.TTY,
+			ConsoleSize: consoleSize(o),
+			Args:        args,
+			Env:         env,
+			Cwd:         firstNonEmpty(o.WorkDir, o.Image.WorkingDir, "/"),
+			User:        specs.User{UID: uid, GID: gid, AdditionalGids: appendNew(groups, o.AdditionalGIDs)},
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
@@ -494,4 +496,11 @@ func gidMapped(gid uint32) bool {
 		}
 	}
 	return false
+}
+
+func consoleSize(o Options) *specs.Box {
+	if !o.TTY {
+		return nil
+	}
+	return o.ConsoleSize
 }
