@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,6 +146,15 @@ func (m *Manager) Create(n Network) (Network, error) {
 		return n, err
 	}
 	defer l.Unlock()
+	// Bridges and subnets are the host's, shared by every store: one
+	// machine-wide lock around choosing them and making the bridge, so
+	// that two stores never take the same (a bridge not made yet is not
+	// seen by the next one's choice).
+	hl, err := hostLock()
+	if err != nil {
+		return n, err
+	}
+	defer hl.Unlock()
 	if _, err := os.Stat(m.path(n.Name)); err == nil {
 		return n, fmt.Errorf("network %s: %w", n.Name, errdefs.ErrAlreadyExists)
 	}
@@ -200,7 +211,44 @@ func (m *Manager) Create(n Network) (Network, error) {
 	if err != nil {
 		return n, err
 	}
-	return n, fsutil.WriteFileAtomic(m.path(n.Name), data, 0o600)
+	if err := makeBridge(n); err != nil {
+		return n, err
+	}
+	if err := fsutil.WriteFileAtomic(m.path(n.Name), data, 0o600); err != nil {
+		deleteLink(n.Bridge)
+		return n, err
+	}
+	return n, nil
+}
+
+// hostLock is the machine's lock on bridge names and subnets.
+func hostLock() (*fsutil.Lock, error) {
+	const dir = "/run/lock/berth-networks"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return fsutil.LockPath(dir)
+}
+
+// makeBridge makes n's bridge with its gateway address now (the bridge
+// plugin finds it at the first attach), so that the host's interfaces
+// show the name and subnet taken. An existing bridge is left as it is.
+func makeBridge(n Network) error {
+	if _, err := net.InterfaceByName(n.Bridge); err == nil {
+		return nil
+	}
+	prefix, _ := netip.ParsePrefix(n.Subnet)
+	for _, args := range [][]string{
+		{"link", "add", "name", n.Bridge, "type", "bridge"},
+		{"addr", "add", n.Gateway + "/" + strconv.Itoa(prefix.Bits()), "dev", n.Bridge},
+		{"link", "set", n.Bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			deleteLink(n.Bridge)
+			return fmt.Errorf("network %s: ip %s: %s: %w", n.Name, strings.Join(args, " "), strings.TrimSpace(string(out)), err)
+		}
+	}
+	return nil
 }
 
 // freeSubnet picks the first candidate subnet that overlaps none in used.

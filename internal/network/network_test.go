@@ -19,7 +19,16 @@ import (
 )
 
 func TestCreateValidates(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a network's bridge is made with it")
+	}
 	m := &Manager{ConfDir: t.TempDir(), StateDir: t.TempDir()}
+	t.Cleanup(func() { // the bridges are the host's
+		list, _ := m.List()
+		for _, n := range list {
+			m.Remove(n.Name)
+		}
+	})
 	for _, n := range []Network{
 		{Name: "host"}, {Name: "bad/name"}, {Name: "x", Subnet: "10.0.0.0/31"}, {Name: "x", Subnet: "fd00::/64"},
 		{Name: "x", Subnet: "10.0.0.0/24", Gateway: "10.0.1.1"}, {Name: "x", Driver: "macvlan"},
@@ -28,7 +37,7 @@ func TestCreateValidates(t *testing.T) {
 			t.Errorf("Create(%+v) = %v, want InvalidArgument", n, err)
 		}
 	}
-	a, err := m.Create(Network{Name: "a", Subnet: "10.99.0.0/24", Bridge: "bx0"})
+	a, err := m.Create(Network{Name: "a", Subnet: "10.99.0.0/24", Bridge: fmt.Sprintf("bx%d", os.Getpid()%100000)})
 	if err != nil || a.Gateway != "10.99.0.1" || a.Driver != "bridge" {
 		t.Fatalf("Create a = %+v, %v", a, err)
 	}
