@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,20 +40,7 @@ func TestNetworks(t *testing.T) {
 	if m == nil {
 		t.Fatalf("port: %q", out)
 	}
-	get := func() string { // the published port, from the host, once it answers
-		var body string
-		waitFor(t, func() bool {
-			resp, err := http.Get("http://127.0.0.1:" + m[1] + "/index.html")
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			body = string(b)
-			return true
-		})
-		return body
-	}
+	get := func() string { return httpGet(t, "http://127.0.0.1:"+m[1]+"/index.html") }
 	body := get()
 	if body != "hi-from-web\n" {
 		t.Fatalf("published port from the host: %q", body)
@@ -196,4 +184,57 @@ func TestConcurrentRuns(t *testing.T) {
 	for _, id := range ids {
 		checkNetReleased(t, c.args[3], id)
 	}
+}
+
+func freeHostPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// httpGet fetches url once it answers (a server just started).
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	var body string
+	waitFor(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return true
+	})
+	return body
+}
+
+// TestSlirp4netns: a container on slirp4netns (the unprivileged user's
+// network, here driven by root): its own namespace with a tap device and
+// slirp's resolver, a published port reached from the host, and nothing
+// left after rm.
+func TestSlirp4netns(t *testing.T) {
+	c := containerCLI(t)
+	if _, err := exec.LookPath("slirp4netns"); err != nil {
+		t.Skip("slirp4netns not installed")
+	}
+	runroot := c.args[3]
+	if out := c.must("run", "--rm", "--network", "slirp4netns", fixture, "sh", "-c", "busybox ip -4 addr show tap0; busybox cat /etc/resolv.conf"); !strings.Contains(out, "10.0.2.100/24") || !strings.Contains(out, "nameserver 10.0.2.3") {
+		t.Errorf("slirp4netns network: %q", out)
+	}
+	port := freeHostPort(t)
+	id := strings.TrimSpace(c.must("run", "-d", "--network", "slirp4netns", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), fixture,
+		"sh", "-c", "echo hi-slirp > /data/i.html; exec busybox httpd -f -p 8080 -h /data"))
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/i.html", port)); body != "hi-slirp\n" {
+		t.Errorf("published port through slirp4netns: %q", body)
+	}
+	c.must("rm", "-f", id)
+	if out, _ := exec.Command("pgrep", "-f", "slirp4netns.*"+id).Output(); len(out) > 0 {
+		t.Errorf("slirp4netns left running: %s", out)
+	}
+	checkNetReleased(t, runroot, id)
 }

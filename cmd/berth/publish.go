@@ -31,18 +31,25 @@ func (f *runFlags) networkConfig(cfg *engine.Config) error {
 		}
 		names = []string{conf.Containers.Network}
 		if rootless.Unprivileged() {
-			names = []string{engine.NetNone} // until rootless networks (slirp4netns) exist
+			// No bridges without privileges: slirp4netns where the user
+			// may make a tap device, else loopback alone.
+			names = []string{engine.NetNone}
+			if err := rootless.TunUsable(); err == nil {
+				names = []string{engine.NetSlirp}
+			} else if len(f.publish) > 0 || f.publishAll {
+				return fmt.Errorf("-p: an unprivileged user publishes ports through slirp4netns, and %v: %w", err, errdefs.ErrUnavailable)
+			}
 		}
 	}
 	switch names[0] {
-	case engine.NetNone, engine.NetHost:
+	case engine.NetNone, engine.NetHost, engine.NetSlirp:
 		if len(names) > 1 {
 			return fmt.Errorf("--network %s: alone, not with other networks: %w", names[0], errdefs.ErrInvalidArgument)
 		}
 		cfg.Network = names[0]
 	default:
 		if rootless.Unprivileged() {
-			return fmt.Errorf("--network %s: an unprivileged user has no bridge networks yet (docs/rootless.md): use none or host: %w", names[0], errdefs.ErrNotImplemented)
+			return fmt.Errorf("--network %s: an unprivileged user has no bridge networks (docs/rootless.md): use slirp4netns (the default), none or host: %w", names[0], errdefs.ErrNotImplemented)
 		}
 		cfg.Network = engine.NetBridge
 		for _, n := range names {

@@ -114,7 +114,27 @@ func TestRootless(t *testing.T) {
 	if out, err := run("run --rm -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no cgroup delegated") {
 		t.Errorf("a memory limit without a delegated cgroup: %v %q", err, out)
 	}
-	if out, err := run("run --rm --network bridge " + img + " busybox true"); err == nil || !strings.Contains(out, "no bridge networks yet") {
+	if out, err := run("run --rm --network bridge " + img + " busybox true"); err == nil || !strings.Contains(out, "no bridge networks") {
 		t.Errorf("a bridge network: %v %q", err, out)
 	}
+	// A published port: through slirp4netns where the user may open
+	// /dev/net/tun; else (this project's machines make it 0600) refused,
+	// naming why.
+	var tun syscall.Stat_t
+	syscall.Stat("/dev/net/tun", &tun)
+	port := freeHostPort(t)
+	out, err := run(fmt.Sprintf("run -d -p 127.0.0.1:%d:8080 %s sh -c 'echo hi-rootless > /data/i.html; exec busybox httpd -f -p 8080 -h /data'", port, img))
+	if tun.Mode&0o006 != 0o006 {
+		if err == nil || !strings.Contains(out, "/dev/net/tun") {
+			t.Errorf("-p without a usable /dev/net/tun: %v %q", err, out)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("run -d -p as %s: %v %s", user, err, out)
+	}
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/i.html", port)); body != "hi-rootless\n" {
+		t.Errorf("the published port from the host: %q", body)
+	}
+	must("rm -f " + strings.TrimSpace(out))
 }

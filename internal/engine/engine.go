@@ -229,7 +229,7 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	switch cfg.Network {
 	case NetHost:
 		netns = "host"
-	case NetBridge:
+	case NetBridge, NetSlirp:
 		netns = e.netnsPath(c.ID)
 	case NetJoin:
 		netns = cfg.Pod.NetNS

@@ -43,6 +43,11 @@ func (e *Engine) checkNetwork(cfg *Config) error {
 			return fmt.Errorf("publishing ports (-p) needs a bridge network, not %s: %w", cmp.Or(cfg.Network, NetNone), errdefs.ErrInvalidArgument)
 		}
 		return nil
+	case NetSlirp:
+		if len(cfg.Networks) > 0 {
+			return fmt.Errorf("network slirp4netns: no named networks with it: %w", errdefs.ErrInvalidArgument)
+		}
+		return checkPorts(cfg)
 	case NetBridge:
 	case NetJoin:
 		if cfg.Pod == nil || cfg.Pod.NetNS == "" || len(cfg.Networks) > 0 || len(cfg.Ports) > 0 {
@@ -67,6 +72,12 @@ func (e *Engine) checkNetwork(cfg *Config) error {
 		seen = append(seen, n.Name)
 	}
 	cfg.Networks = seen
+	return checkPorts(cfg)
+}
+
+// checkPorts validates cfg's published ports, choosing the free host
+// ports left to choose.
+func checkPorts(cfg *Config) error {
 	for i, p := range cfg.Ports {
 		if p.Protocol == "" {
 			cfg.Ports[i].Protocol = "tcp"
@@ -120,6 +131,10 @@ func (e *Engine) netRequest(c metadata.Container, cfg Config) network.Request {
 // background (the runtime creates the container meanwhile); the returned
 // function waits for the attachment.
 func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (func() error, error) {
+	if cfg.Network == NetSlirp {
+		e.slirpDown(c) // what a crash or an exit without stop left
+		return func() error { return nil }, e.slirpUp(ctx, c, cfg)
+	}
 	if cfg.Network != NetBridge {
 		return func() error { return nil }, nil
 	}
@@ -152,6 +167,9 @@ func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (f
 // interfaces, name entries, the namespace. It works from the record
 // alone, so it cleans up after a crash at any point of netUp.
 func (e *Engine) netDown(ctx context.Context, c metadata.Container, cfg Config) error {
+	if cfg.Network == NetSlirp {
+		return e.slirpDown(c)
+	}
 	if cfg.Network != NetBridge {
 		return nil
 	}
@@ -293,7 +311,11 @@ func etcFiles(dir, hostname string, cfg Config) (map[string]string, error) {
 	default:
 		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
 	}
-	content := map[string][]byte{"hosts": []byte(hosts.String()), "resolv.conf": resolvConf(cfg.Network == NetHost, cfg.DNS, cfg.DNSSearch, cfg.DNSOptions)}
+	dns := cfg.DNS
+	if cfg.Network == NetSlirp && len(dns) == 0 {
+		dns = []string{slirpDNS} // the host's resolvers, through slirp4netns
+	}
+	content := map[string][]byte{"hosts": []byte(hosts.String()), "resolv.conf": resolvConf(cfg.Network == NetHost, dns, cfg.DNSSearch, cfg.DNSOptions)}
 	if cfg.Network != NetHost {
 		content["hostname"] = []byte(hostname + "\n")
 	}

@@ -233,3 +233,16 @@ func Pause() {
 		time.Sleep(time.Hour)
 	}
 }
+
+// TunUsable says whether the user may open /dev/net/tun, which slirp4netns
+// needs for its tap device (hosts normally make it 0666).
+func TunUsable() error {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/dev/net/tun", &st); err != nil {
+		return fmt.Errorf("/dev/net/tun: %w", err)
+	}
+	if st.Mode&0o006 == 0o006 || int(st.Uid) == UID() && st.Mode&0o600 == 0o600 {
+		return nil
+	}
+	return fmt.Errorf("/dev/net/tun is not readable and writable by this user (mode %o)", st.Mode&0o777)
+}
