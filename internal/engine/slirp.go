@@ -39,7 +39,9 @@ const (
 
 // slirpSock is the API socket: in a short directory, a unix socket's
 // path being limited to 107 bytes.
-func (e *Engine) slirpSock(id string) string { return filepath.Join(e.RunRoot, "slirp", id[:16]+".sock") }
+func (e *Engine) slirpSock(id string) string {
+	return filepath.Join(e.RunRoot, "slirp", id[:16]+".sock")
+}
 
 func (e *Engine) slirpPid(id string) string { return filepath.Join(e.RunRoot, "slirp", id[:16]+".pid") }
 
