@@ -106,6 +106,22 @@ func TestRootless(t *testing.T) {
 	if err := syscall.Stat(filepath.Join(vol, "f"), &st); err != nil || int(st.Uid) != sub+1233 {
 		t.Errorf("a file the container's uid 1234 wrote: owner %d (%v), want %d", st.Uid, err, sub+1233)
 	}
+	// Escapes: a volume's symlink to a host file, and the host's root-only
+	// files bound in, are out of reach.
+	os.Symlink("/etc/shadow", filepath.Join(vol, "link"))
+	if out, err := run("run --rm -v " + vol + ":/out " + img + " busybox cat /out/link"); err == nil || strings.Contains(out, "root:") {
+		t.Errorf("a volume's symlink to /etc/shadow read the host's: %v %q", err, out)
+	}
+	// The link resolves in the container: a write lands in its own /etc.
+	run("run --rm -v " + vol + ":/out " + img + " sh -c 'echo pwned > /out/link'")
+	if b, _ := os.ReadFile("/etc/shadow"); strings.Contains(string(b), "pwned") {
+		t.Fatal("the host's /etc/shadow was written through a volume's symlink")
+	}
+	for _, v := range []string{"/etc/shadow:/s", "/root:/r"} {
+		if out, err := run("run --rm -v " + v + " " + img + " sh -c 'busybox cat /s || busybox ls /r'"); err == nil {
+			t.Errorf("-v %s: a root-only host path was read: %q", v, out)
+		}
+	}
 	id := strings.TrimSpace(must("run -d " + img + " busybox sleep 60"))
 	if out := must("exec " + id + " busybox cat /proc/self/uid_map"); !strings.Contains(out, strconv.Itoa(sub)) {
 		t.Errorf("the container's uid map: %q", out)
