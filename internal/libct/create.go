@@ -350,12 +350,13 @@ func cgroupMounts(paths map[string]string) (unified bool, out []cgroupMount) {
 	return false, out
 }
 
-// rootlessCgroup is cg, or nil in a user namespace that may not make it:
+// rootlessCgroup is cg, or nil for an unprivileged runtime (run by a
+// user, or in a user namespace) that may not make it:
 // an unprivileged user without a delegated cgroup runs containers without
 // one, as runc's rootless mode does, unless the spec asks for a limit,
 // which is refused naming what is missing (never silently dropped).
 func rootlessCgroup(cg *cgroups.Manager, r *specs.LinuxResources) (*cgroups.Manager, error) {
-	if !userns.RunningInUserNS() {
+	if !userns.RunningInUserNS() && os.Geteuid() == 0 {
 		return cg, nil
 	}
 	err := cg.Apply(-1)
