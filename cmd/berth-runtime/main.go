@@ -12,6 +12,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/libct"
 	_ "github.com/berthdev/berth/internal/libct/nsenter"
+	"github.com/moby/sys/userns"
 	"github.com/spf13/cobra"
 )
 
@@ -135,10 +136,8 @@ func newRoot() *cobra.Command {
 	root.SetVersionTemplate("berth-runtime version {{.Version}}\nspec: " + specVersion() + "\n")
 	f := root.PersistentFlags()
 	defRoot := "/run/berth-runtime"
-	if os.Geteuid() != 0 {
-		if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-			defRoot = x + "/berth-runtime"
-		}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && unprivileged() {
+		defRoot = x + "/berth-runtime"
 	}
 	f.StringVar(&g.root, "root", defRoot, "directory for the containers' state")
 	f.StringVar(&g.log, "log", "", "log file (default: stderr only)")
@@ -175,4 +174,18 @@ func locked(id string, op func(*libct.Container) error) error {
 	}
 	defer l.Unlock()
 	return op(c)
+}
+
+// unprivileged: run by a user, or by the root of a user namespace that
+// an unprivileged engine made (rootless podman runs its runtime so, with
+// the user's XDG_RUNTIME_DIR and USER), as runc tells them.
+func unprivileged() bool {
+	if os.Geteuid() != 0 {
+		return true
+	}
+	if !userns.RunningInUserNS() {
+		return false
+	}
+	u, ok := os.LookupEnv("USER")
+	return !ok || u != "root"
 }

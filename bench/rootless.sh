@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Rootless `berth run --rm IMAGE true` against rootless `podman run --rm`,
+# as an unprivileged user (made if missing, with a subuid range), the same
+# image and the same OCI runtime (berth-runtime), --network none for both
+# (port-mapping throughput needs /dev/net/tun, 0600 on these machines:
+# docs/rootless.md), warm stores, interleaved; medians. As root: it makes
+# the user and copies the binaries where the user may run them.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+n=${N:-20}
+user=${BENCH_USER:-berth-bench}
+ref=127.0.0.1:5000/bench/busybox:1
+[ -d "$here/../shared" ] && { curl -sf "http://127.0.0.1:5000/v2/bench/busybox/tags/list" >/dev/null || N=1 bash "$here/bench/run.sh" >/dev/null; }
+id "$user" >/dev/null 2>&1 || useradd -m "$user"
+bin=/opt/berth-bench-bin
+mkdir -p "$bin"
+for f in berth berth-monitor berth-runtime; do # a rename: the user's namespace holder runs berth
+  cp "$here/bin/$f" "$bin/.$f.new" && chmod a+rx "$bin/.$f.new" && mv "$bin/.$f.new" "$bin/$f"
+done
+chmod a+rx "$bin"
+cat > "/home/$user/bench.sh" <<SH
+set -euo pipefail
+export XDG_RUNTIME_DIR=/tmp/xdg-$user; mkdir -p \$XDG_RUNTIME_DIR
+mkdir -p ~/.config/containers
+printf '[[registry]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' > ~/.config/containers/registries.conf
+B="$bin/berth --registries-conf /dev/null"
+P="podman --runtime $bin/berth-runtime"
+\$B pull -q $ref >/dev/null; \$P pull -q $ref >/dev/null
+\$B run --rm --network none $ref true; \$P run --rm --network none $ref true
+now() { date +%s%N; }
+for i in \$(seq 1 $n); do
+  s=\$(now); \$B run --rm --network none $ref true; e=\$(now); echo "berth \$(( (e - s) / 1000 ))"
+  s=\$(now); \$P run --rm --network none $ref true; e=\$(now); echo "podman \$(( (e - s) / 1000 ))"
+done
+SH
+chown "$user:$user" "/home/$user/bench.sh"
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+out=$(su - "$user" -c "bash ~/bench.sh" 2>/dev/null)
+b=$(echo "$out" | awk '$1=="berth" {print $2}' | median)
+p=$(echo "$out" | awk '$1=="podman" {print $2}' | median)
+echo "machine: $(nproc) cores, $(uname -r); $(podman --version); rootless as $user, $n runs each, interleaved, medians"
+printf 'rootless run --rm (berth-runtime, no network): berth %.1f ms   podman %.1f ms   berth/podman %.3f\n' "$(echo "$b/1000" | bc -l)" "$(echo "$p/1000" | bc -l)" "$(echo "$b/$p" | bc -l)"
