@@ -32,6 +32,13 @@ for i in \$(seq 1 $n); do
   s=\$(now); \$B run --rm --network none $ref true; e=\$(now); echo "berth \$(( (e - s) / 1000 ))"
   s=\$(now); \$P run --rm --network none $ref true; e=\$(now); echo "podman \$(( (e - s) / 1000 ))"
 done
+# Port-mapping throughput: 256 MiB from busybox httpd in the container,
+# fetched from the host through the published port, three times.
+id=\$(\$B run -d -p 127.0.0.1:18099:8080 $ref busybox sh -c 'busybox dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; exec busybox httpd -f -p 8080 -h /tmp')
+sleep 2
+for i in 1 2 3; do echo "tput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18099/big)"; done
+\$B rm -f \$id >/dev/null
+if \$P run -d --name bench-port -p 127.0.0.1:18098:8080 $ref busybox true >/dev/null 2>&1; then echo "podman-port yes"; \$P rm -f bench-port >/dev/null; else echo "podman-port no"; fi
 SH
 chown "$user:$user" "/home/$user/bench.sh"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -39,4 +46,7 @@ out=$(su - "$user" -c "bash ~/bench.sh" 2>/dev/null)
 b=$(echo "$out" | awk '$1=="berth" {print $2}' | median)
 p=$(echo "$out" | awk '$1=="podman" {print $2}' | median)
 echo "machine: $(nproc) cores, $(uname -r); $(podman --version); rootless as $user, $n runs each, interleaved, medians"
+t=$(echo "$out" | awk '$1=="tput" {print $2}' | median)
 printf 'rootless run --rm (berth-runtime, no network): berth %.1f ms   podman %.1f ms   berth/podman %.3f\n' "$(echo "$b/1000" | bc -l)" "$(echo "$p/1000" | bc -l)" "$(echo "$b/$p" | bc -l)"
+printf 'rootless published port, 256 MiB over 127.0.0.1: berth %.0f MB/s (median of 3)' "$(echo "$t/1000000" | bc -l)"
+if echo "$out" | grep -q "podman-port yes"; then echo "; podman could publish (not timed here)"; else echo "; podman cannot publish a port here (slirp4netns needs /dev/net/tun)"; fi

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/imagesvc"
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/network"
 	"github.com/berthdev/berth/internal/rootless"
 	"github.com/spf13/cobra"
 )
@@ -27,6 +29,10 @@ var g globals
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == rootless.PauseArg {
 		rootless.Pause() // the holder of an unprivileged user's namespace
+		return
+	}
+	if len(os.Args) == 4 && os.Args[1] == portProxyArg {
+		servePortProxy(os.Args[2], os.Args[3]) // a rootless container's published ports
 		return
 	}
 	// A pull's garbage is short-lived buffers: collecting less often costs
@@ -95,6 +101,11 @@ func openStore(ctx context.Context) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rootless.Unprivileged() {
+		if self, err := os.Executable(); err == nil {
+			eng.PortProxy = []string{self, portProxyArg}
+		}
+	}
 	return &store{meta: eng.Meta, svc: eng.Images, eng: eng}, nil
 }
 
@@ -122,5 +133,22 @@ func storeRun(fn func(ctx context.Context, s *store, args []string) error) func(
 		defer s.close()
 		phase("open the store")
 		return fn(ctx, s, args)
+	}
+}
+
+// portProxyArg makes berth an unprivileged user's port proxy.
+const portProxyArg = "__port-proxy"
+
+// servePortProxy publishes ports (JSON network.PortMapping list) of the
+// network namespace at ns, until killed.
+func servePortProxy(ns, ports string) {
+	var ms []network.PortMapping
+	if err := json.Unmarshal([]byte(ports), &ms); err != nil {
+		fmt.Fprintln(os.Stderr, "berth: port proxy:", err)
+		os.Exit(2)
+	}
+	if err := network.ServeProxy(ns, ms); err != nil {
+		fmt.Fprintln(os.Stderr, "berth: port proxy:", err)
+		os.Exit(1)
 	}
 }

@@ -33,11 +33,10 @@ func (f *runFlags) networkConfig(cfg *engine.Config) error {
 		if rootless.Unprivileged() {
 			// No bridges without privileges: slirp4netns where the user
 			// may make a tap device, else loopback alone.
+			// (published ports then go through berth's user-space proxy).
 			names = []string{engine.NetNone}
 			if err := rootless.TunUsable(); err == nil {
 				names = []string{engine.NetSlirp}
-			} else if len(f.publish) > 0 || f.publishAll {
-				return fmt.Errorf("-p: an unprivileged user publishes ports through slirp4netns, and %v: %w", err, errdefs.ErrUnavailable)
 			}
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/monitor"
+	"github.com/berthdev/berth/internal/network"
 	"golang.org/x/sys/unix"
 	"k8s.io/client-go/tools/remotecommand"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -491,7 +491,7 @@ func (r streamRuntime) PortForward(ctx context.Context, id string, port int32, s
 	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE {
 		conn, err = (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "tcp", addr)
 	} else {
-		conn, err = dialInNetNS(nsPath(pid, "net"), addr)
+		conn, err = network.DialInNetNS(nsPath(pid, "net"), addr, dialTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("port forward to pod %s: %w", sb.ID, err)
@@ -501,37 +501,6 @@ func (r streamRuntime) PortForward(ctx context.Context, id string, port int32, s
 }
 
 const dialTimeout = 10 * time.Second
-
-// dialInNetNS dials addr from inside the network namespace at nsPath. The
-// socket is made by a thread that joins the namespace and never comes
-// back: it stays locked, so the Go runtime ends it with the goroutine
-// instead of handing it, in the wrong namespace, to other goroutines. The
-// socket keeps the namespace it was made in.
-func dialInNetNS(nsPath, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread()
-		ns, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("network namespace: %w", err)}
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("network namespace %s: setns: %w", nsPath, err)}
-			return
-		}
-		// A literal address: no resolver goroutine runs on another thread.
-		c, err := net.DialTimeout("tcp", addr, dialTimeout)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
 
 // pipe copies both ways until the pod's side has sent all it will: the
 // client's end of input half-closes the connection, so a server that

@@ -45,6 +45,11 @@ type Engine struct {
 	Monitor string
 	// Networks are the store's CNI networks.
 	Networks *network.Manager
+	// PortProxy, when set, is the command (argv) that publishes a
+	// --network none container's ports in user space (network.ServeProxy):
+	// an unprivileged user's berth, where slirp4netns cannot run. It gets
+	// the namespace's path and the mappings (JSON).
+	PortProxy []string
 }
 
 // Config is what a container is made with (kept in its record).
@@ -231,6 +236,10 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 		netns = "host"
 	case NetBridge, NetSlirp:
 		netns = e.netnsPath(c.ID)
+	case NetNone, "":
+		if len(cfg.Ports) > 0 { // the port proxy joins it
+			netns = e.netnsPath(c.ID)
+		}
 	case NetJoin:
 		netns = cfg.Pod.NetNS
 	}

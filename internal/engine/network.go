@@ -40,6 +40,9 @@ func (e *Engine) checkNetwork(cfg *Config) error {
 			return fmt.Errorf("--network %s: no named networks with it: %w", cmp.Or(cfg.Network, NetNone), errdefs.ErrInvalidArgument)
 		}
 		if len(cfg.Ports) > 0 {
+			if cfg.Network != NetHost && len(e.PortProxy) > 0 {
+				return checkPorts(cfg) // published by the user-space proxy
+			}
 			return fmt.Errorf("publishing ports (-p) needs a bridge network, not %s: %w", cmp.Or(cfg.Network, NetNone), errdefs.ErrInvalidArgument)
 		}
 		return nil
@@ -135,6 +138,10 @@ func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (f
 		e.slirpDown(c) // what a crash or an exit without stop left
 		return func() error { return nil }, e.slirpUp(ctx, c, cfg)
 	}
+	if proxied(cfg) {
+		e.proxyDown(c)
+		return func() error { return nil }, e.proxyUp(c, cfg)
+	}
 	if cfg.Network != NetBridge {
 		return func() error { return nil }, nil
 	}
@@ -169,6 +176,9 @@ func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (f
 func (e *Engine) netDown(ctx context.Context, c metadata.Container, cfg Config) error {
 	if cfg.Network == NetSlirp {
 		return e.slirpDown(c)
+	}
+	if proxied(cfg) {
+		return e.proxyDown(c)
 	}
 	if cfg.Network != NetBridge {
 		return nil

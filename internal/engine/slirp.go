@@ -165,3 +165,73 @@ func (e *Engine) slirpDown(c metadata.Container) error {
 	}
 	return err
 }
+
+// proxied: a --network none container with published ports (an
+// unprivileged user's, where slirp4netns cannot run).
+func proxied(cfg Config) bool {
+	return (cfg.Network == NetNone || cfg.Network == "") && len(cfg.Ports) > 0
+}
+
+func (e *Engine) proxyPid(id string) string {
+	return filepath.Join(e.RunRoot, "slirp", id[:16]+".proxy.pid")
+}
+
+// proxyUp pins c's namespace and starts the port proxy on it.
+func (e *Engine) proxyUp(c metadata.Container, cfg Config) error {
+	if len(e.PortProxy) == 0 {
+		return fmt.Errorf("container %s: published ports need a network: %w", c.Name, errdefs.ErrInvalidArgument)
+	}
+	ns := e.netnsPath(c.ID)
+	if err := network.NewNetNS(ns); err != nil {
+		return err
+	}
+	ports, err := json.Marshal(cfg.Ports)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(e.RunRoot, "slirp"), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(e.dir(c.ID), "port-proxy.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(e.PortProxy[0], append(e.PortProxy[1:], ns, string(ports))...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		network.RemoveNetNS(ns)
+		return fmt.Errorf("container %s: port proxy: %w", c.Name, err)
+	}
+	go cmd.Wait()
+	if err := os.WriteFile(e.proxyPid(c.ID), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		return err
+	}
+	// Its listeners are up once it has bound them: wait for the first.
+	p := cfg.Ports[0]
+	for i := 0; i < 200; i++ {
+		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(cmp.Or(p.HostIP, "127.0.0.1"), strconv.Itoa(p.HostPort)), 100*time.Millisecond); err == nil {
+			conn.Close()
+			return nil
+		}
+		if !alive(cmd.Process.Pid) {
+			log, _ := os.ReadFile(filepath.Join(e.dir(c.ID), "port-proxy.log"))
+			e.proxyDown(c)
+			return fmt.Errorf("container %s: port proxy: %s: %w", c.Name, strings.TrimSpace(string(log)), errdefs.ErrUnavailable)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// proxyDown stops c's port proxy and unpins the namespace.
+func (e *Engine) proxyDown(c metadata.Container) error {
+	if pid := readPid(e.proxyPid(c.ID)); pid > 0 {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), e.netnsPath(c.ID)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	os.Remove(e.proxyPid(c.ID))
+	return network.RemoveNetNS(e.netnsPath(c.ID))
+}

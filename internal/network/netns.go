@@ -3,10 +3,12 @@ package network
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,4 +92,35 @@ func RemoveNetNS(path string) error {
 // deleteLink removes a host interface (a network's bridge) if it exists.
 func deleteLink(name string) {
 	exec.Command("ip", "link", "delete", name).Run()
+}
+
+// DialInNetNS dials addr (TCP) from inside the network namespace at nsPath. The
+// socket is made by a thread that joins the namespace and never comes
+// back: it stays locked, so the Go runtime ends it with the goroutine
+// instead of handing it, in the wrong namespace, to other goroutines. The
+// socket keeps the namespace it was made in.
+func DialInNetNS(nsPath, addr string, timeout time.Duration) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := os.Open(nsPath)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("network namespace: %w", err)}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("network namespace %s: setns: %w", nsPath, err)}
+			return
+		}
+		// A literal address: no resolver goroutine runs on another thread.
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
