@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthdev/berth/internal/testbin"
 )
 
 // TestRootless runs berth as an unprivileged user the test makes (with a
@@ -147,5 +149,65 @@ func TestRootless(t *testing.T) {
 	must("rm -f " + strings.TrimSpace(out))
 	if out, _ := exec.Command("pgrep", "-u", user, "-f", "port-proxy|slirp4netns").Output(); len(out) > 0 {
 		t.Errorf("the port's proxy left running after rm: %s", out)
+	}
+}
+
+// TestRootlessNoSubIDs: a user without subordinate ids gets root alone in
+// its namespace, with a warning saying so; root-owned images run, and an
+// image with files of other owners fails to unpack with a clear error.
+func TestRootlessNoSubIDs(t *testing.T) {
+	reg := testRegistry(t)
+	runtimeBin(t)
+	for _, tool := range []string{"useradd", "userdel", "nsenter", "su"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	const user = "berth-rl-nosub"
+	exec.Command("pkill", "-KILL", "-u", user).Run()
+	exec.Command("userdel", "-r", user).Run()
+	if out, err := exec.Command("useradd", "-m", user).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	defer func() {
+		exec.Command("pkill", "-KILL", "-u", user).Run()
+		time.Sleep(100 * time.Millisecond)
+		exec.Command("userdel", "-r", user).Run()
+	}()
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} { // useradd's ranges go
+		exec.Command("sed", "-i", "/^"+user+":/d", f).Run()
+	}
+	bin, err := os.MkdirTemp("", "berth-rl-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(bin)
+	os.Chmod(bin, 0o755)
+	for _, b := range []string{"berth", "berth-monitor", "berth-runtime"} {
+		data, _ := os.ReadFile(filepath.Join(filepath.Dir(berthBin), b))
+		os.WriteFile(filepath.Join(bin, b), data, 0o755)
+	}
+	run := func(args string) (string, error) {
+		out, err := exec.Command("su", "-", user, "-c", filepath.Join(bin, "berth")+" --registries-conf /dev/null "+args).CombinedOutput()
+		return string(out), err
+	}
+	_, app := testbin.PushBusybox(t, reg)
+	out, err := run("run --rm " + app + " busybox cat /proc/self/uid_map")
+	if err != nil || !strings.Contains(out, "no subordinate ids") || !strings.Contains(out, "1\n") {
+		t.Fatalf("run without subordinate ids: %v %q", err, out)
+	}
+	id := strings.TrimSpace(func() string { o, _ := run("run -d " + app + " sh -c 'echo logged; busybox sleep 60'"); return o }())
+	if out, _ := run("ps --format {{.ID}}"); !strings.HasPrefix(id, strings.TrimSpace(out)) || out == "" {
+		t.Errorf("ps: %q (started %q)", out, id)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if out, _ := run("logs " + id); out != "logged\n" {
+		t.Errorf("logs: %q", out)
+	}
+	run("rm -f " + id)
+	img := fmt.Sprintf("%s/berth-test/rootless-nosub-%d:1", reg, time.Now().UnixNano()%1e9)
+	pushImage(t, img, fixtureImage(t, "amd64"))
+	if out, err := run("pull -q " + img); err == nil || !strings.Contains(out, "data/owned") {
+		t.Errorf("a layer with a file of uid 1234 and no subordinate ids: %v %q", err, out)
 	}
 }

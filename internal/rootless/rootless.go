@@ -88,7 +88,10 @@ func Enter(runroot string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"nsenter", "-U", "-m", "-t", strconv.Itoa(pid), "--", self}, os.Args[1:]...)
+	// --preserve-credentials: the user's own ids are root's inside (the
+	// maps say so), and with root alone mapped the namespace denies the
+	// setgroups that a switch to uid 0 would make.
+	args := append([]string{"nsenter", "--preserve-credentials", "-U", "-m", "-t", strconv.Itoa(pid), "--", self}, os.Args[1:]...)
 	env := append(os.Environ(), envUID+"="+strconv.Itoa(os.Geteuid()))
 	return syscall.Exec(nsenter, args, env)
 }
