@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthdev/berth/internal/testbin"
 	"github.com/google/go-containerregistry/pkg/name"
 	gv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -26,30 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// testRegistry is the real registry the integration tests use: Debian's
-// docker-registry, started on 127.0.0.1:5000 by .ci/run (and by
-// ../shared/peers/setup.sh registry). Without it the tests skip, unless
-// BERTH_TEST_REGISTRY_REQUIRED is set, as CI sets it.
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	reg := os.Getenv("BERTH_TEST_REGISTRY")
-	if reg == "" {
-		reg = "127.0.0.1:5000"
-	}
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + reg + "/v2/")
-	if err == nil {
-		resp.Body.Close()
-		return reg
-	}
-	if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
-		t.Fatalf("no registry on %s: %v", reg, err)
-	}
-	t.Skipf("no registry on %s (../shared/peers/setup.sh registry): %v", reg, err)
-	return ""
-}
+func testRegistry(t *testing.T) string { return testbin.Registry(t) }
 
 func randomSuffix() string {
 	var b [4]byte

@@ -133,7 +133,7 @@ func freePort(t *testing.T) int {
 // runp with a hostPort, create, start, exec, logs, stats, ps, stop, rm,
 // stopp, rmp, rmi; and berth sees what berthd made.
 func TestCrictl(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	if _, err := exec.LookPath("crictl"); err != nil {
 		t.Skip("crictl not installed (go install sigs.k8s.io/cri-tools/cmd/crictl)")
 	}
@@ -230,7 +230,7 @@ func TestCrictl(t *testing.T) {
 // containers, which ran on; an exit while it was down is reported with
 // its code.
 func TestRestart(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx := context.Background()
@@ -288,7 +288,7 @@ func TestRestart(t *testing.T) {
 // TestBadRequests: what is missing or unknown gets the CRI's codes, and
 // leaves nothing made.
 func TestBadRequests(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx := context.Background()
@@ -364,7 +364,7 @@ func TestBadRequests(t *testing.T) {
 // TestMetrics: the Prometheus endpoint counts CRI calls by method and
 // code, and the store's pods.
 func TestMetrics(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	pause, _ := testbin.PushBusybox(t, reg)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	d := startDaemon(t, pause, fmt.Sprintf("[metrics]\naddress = %q\n", addr))
@@ -408,7 +408,7 @@ func grepLines(s, sub string) string {
 // TestEvents: GetContainerEvents reports a container's creation, start,
 // stop and removal, with its pod's status.
 func TestEvents(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	pause, app := testbin.PushBusybox(t, reg)
 	d := startDaemon(t, pause)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -480,7 +480,7 @@ func TestEvents(t *testing.T) {
 // TestRuntimeHandler: a RuntimeClass handler named in berthd.toml runs the
 // pod and its containers on that OCI runtime (runc here).
 func TestRuntimeHandler(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		t.Skip("runc not installed")

@@ -112,7 +112,7 @@ func TestDialInNetNS(t *testing.T) {
 // TestStreaming drives Exec, Attach and PortForward with client-go's
 // clients (the kubelet's side), on pods from a registry on 127.0.0.1:5000.
 func TestStreaming(t *testing.T) {
-	reg := testbin.Registry(t)
+	reg := testbin.RuntimeRegistry(t)
 	pause, app := testbin.PushBusybox(t, reg)
 	bin, err := testbin.Stage("../..")
 	if err != nil {

@@ -18,26 +18,39 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// Registry is the registry on 127.0.0.1:5000 that .ci/run starts. The
-// test skips without it (unless BERTH_TEST_REGISTRY_REQUIRED is set), and
-// without root or a runtime to test ($BERTH_TEST_RUNTIME).
+// Registry is the real registry the integration tests use: Debian's
+// docker-registry on 127.0.0.1:5000 (or $BERTH_TEST_REGISTRY), started
+// by .ci/run and by ../shared/peers/setup.sh registry. Without it, or
+// without root, the test skips, unless BERTH_TEST_REGISTRY_REQUIRED is
+// set, as CI sets it.
 func Registry(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: namespaces, mounts, CNI")
 	}
+	reg := os.Getenv("BERTH_TEST_REGISTRY")
+	if reg == "" {
+		reg = "127.0.0.1:5000"
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + reg + "/v2/")
+	if err != nil {
+		if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
+			t.Fatalf("no registry on %s: %v", reg, err)
+		}
+		t.Skipf("no registry on %s (../shared/peers/setup.sh registry): %v", reg, err)
+	}
+	resp.Body.Close()
+	return reg
+}
+
+// RuntimeRegistry is Registry for a test that also runs containers: it
+// skips without a runtime to test ($BERTH_TEST_RUNTIME, which make test sets).
+func RuntimeRegistry(t *testing.T) string {
+	t.Helper()
 	if os.Getenv("BERTH_TEST_RUNTIME") == "" {
 		t.Skip("BERTH_TEST_RUNTIME is not set (make test sets it)")
 	}
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:5000/v2/")
-	if err != nil {
-		if os.Getenv("BERTH_TEST_REGISTRY_REQUIRED") != "" {
-			t.Fatalf("no registry on 127.0.0.1:5000: %v", err)
-		}
-		t.Skip("no registry on 127.0.0.1:5000")
-	}
-	resp.Body.Close()
-	return "127.0.0.1:5000"
+	return Registry(t)
 }
 
 // PushBusybox pushes two images made of Debian's static busybox to reg, a
