@@ -2,6 +2,7 @@ package cri
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,7 +107,7 @@ func (s *Server) containerConfig(sb metadata.Container, infraPid int, sbCfg *run
 		}
 		p.PID = nsPath(tst.Pid, "pid")
 	}
-	p.CgroupParent = cmpOr(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
+	p.CgroupParent = cmp.Or(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
 	for _, mnt := range cfg.Mounts {
 		if mnt.Image != nil && mnt.Image.Image != "" {
 			return ec, fmt.Errorf("mount %s: image volumes: %w", mnt.ContainerPath, errdefs.ErrNotImplemented)
@@ -239,7 +240,7 @@ func device(d *runtime.Device) (specs.LinuxDevice, error) {
 	}
 	mode := os.FileMode(st.Mode & 0o777)
 	uid, gid := st.Uid, st.Gid
-	return specs.LinuxDevice{Path: cmpOr(d.ContainerPath, d.HostPath), Type: typ, Major: int64(unix.Major(st.Rdev)),
+	return specs.LinuxDevice{Path: cmp.Or(d.ContainerPath, d.HostPath), Type: typ, Major: int64(unix.Major(st.Rdev)),
 		Minor: int64(unix.Minor(st.Rdev)), FileMode: &mode, UID: &uid, GID: &gid}, nil
 }
 

@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -99,7 +100,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	linux := cfg.GetLinux()
 	nsOpts := linux.GetSecurityContext().GetNamespaceOptions()
 	ec := engine.Config{Hostname: cfg.Hostname, StopSignal: "SIGKILL", Pod: &engine.PodOptions{
-		CgroupParent: cmpOr(linux.GetCgroupParent(), s.cfg.CgroupParent), Sysctls: linux.GetSysctls()}}
+		CgroupParent: cmp.Or(linux.GetCgroupParent(), s.cfg.CgroupParent), Sysctls: linux.GetSysctls()}}
 	if dns := cfg.GetDnsConfig(); dns != nil {
 		ec.DNS, ec.DNSSearch, ec.DNSOptions = dns.Servers, dns.Searches, dns.Options
 	}
@@ -139,13 +140,6 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		return nil, err
 	}
 	return &runtime.RunPodSandboxResponse{PodSandboxId: c.ID}, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // podContainers are the containers of pod id.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -26,11 +25,7 @@ import (
 // published ports on the host. It needs no privilege on the host.
 const NetSlirp = "slirp4netns"
 
-// Files of a slirp4netns network: its log in the container's directory;
-// its pid and API socket beside the namespaces (the container's directory
-// may go before the network does).
 const (
-	slirpLog = "slirp4netns.log"
 	// slirpDNS is slirp4netns's resolver, which forwards to the host's.
 	slirpDNS = "10.0.2.3"
 	// slirpGuest is the container's address on slirp4netns's network.
@@ -43,7 +38,52 @@ func (e *Engine) slirpSock(id string) string {
 	return filepath.Join(e.RunRoot, "slirp", id[:16]+".sock")
 }
 
-func (e *Engine) slirpPid(id string) string { return filepath.Join(e.RunRoot, "slirp", id[:16]+".pid") }
+// A network helper is a process that serves a container's pinned network
+// namespace for the container's life (slirp4netns, the port proxy): its
+// output goes to KIND.log in the container's directory, its pid beside
+// the namespaces (the container's directory may go before the network).
+func (e *Engine) helperPid(id, kind string) string {
+	return filepath.Join(e.RunRoot, "slirp", id[:16]+"."+kind+".pid")
+}
+
+// startHelper starts cmd detached as c's kind of helper.
+func (e *Engine) startHelper(c metadata.Container, kind string, cmd *exec.Cmd) error {
+	if err := os.MkdirAll(filepath.Join(e.RunRoot, "slirp"), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(e.dir(c.ID), kind+".log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("container %s: %s: %w", c.Name, kind, err)
+	}
+	go cmd.Wait()
+	return os.WriteFile(e.helperPid(c.ID, kind), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+}
+
+// helperLog is what c's kind of helper wrote.
+func (e *Engine) helperLog(c metadata.Container, kind string) string {
+	b, _ := os.ReadFile(filepath.Join(e.dir(c.ID), kind+".log"))
+	return strings.TrimSpace(string(b))
+}
+
+// stopHelper kills c's kind of helper (when its pid is still one serving
+// c's namespace) and unpins the namespace; from the files alone, so after
+// a crash too.
+func (e *Engine) stopHelper(c metadata.Container, kind string) error {
+	pidFile, ns := e.helperPid(c.ID, kind), e.netnsPath(c.ID)
+	if pid := readPid(pidFile); pid > 0 {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), ns) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	os.Remove(pidFile)
+	return network.RemoveNetNS(ns)
+}
 
 // slirpUp pins c's namespace, starts slirp4netns on it and publishes
 // c's ports through its API.
@@ -62,15 +102,7 @@ func (e *Engine) slirpUp(ctx context.Context, c metadata.Container, cfg Config) 
 		}
 	}()
 	sock := e.slirpSock(c.ID)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-		return err
-	}
 	os.Remove(sock)
-	logf, err := os.Create(filepath.Join(e.dir(c.ID), slirpLog))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	ready, readyW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -81,15 +113,9 @@ func (e *Engine) slirpUp(ctx context.Context, c metadata.Container, cfg Config) 
 	cmd := exec.Command(bin, "--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path",
 		"--api-socket", sock, "--ready-fd=3", ns, "tap0")
 	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		return fmt.Errorf("network slirp4netns: %w", err)
-	}
+	err = e.startHelper(c, NetSlirp, cmd)
 	readyW.Close()
-	go cmd.Wait()
-	if err := os.WriteFile(e.slirpPid(c.ID), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	if err != nil {
 		return err
 	}
 	got := make(chan error, 1)
@@ -101,8 +127,7 @@ func (e *Engine) slirpUp(ctx context.Context, c metadata.Container, cfg Config) 
 	select {
 	case err := <-got:
 		if err != nil {
-			log, _ := os.ReadFile(filepath.Join(e.dir(c.ID), slirpLog))
-			return fmt.Errorf("network slirp4netns: it ended before the network was up: %s: %w", strings.TrimSpace(string(log)), errdefs.ErrUnavailable)
+			return fmt.Errorf("network slirp4netns: it ended before the network was up: %s: %w", e.helperLog(c, NetSlirp), errdefs.ErrUnavailable)
 		}
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("network slirp4netns: not up after 10 s: %w", errdefs.ErrUnavailable)
@@ -149,31 +174,16 @@ func slirpForward(sock string, p network.PortMapping) error {
 }
 
 // slirpDown stops c's slirp4netns (which releases its ports) and
-// unpins the namespace; from the files alone, so after a crash too.
+// unpins the namespace.
 func (e *Engine) slirpDown(c metadata.Container) error {
-	pidFile := e.slirpPid(c.ID)
-	if pid := readPid(pidFile); pid > 0 {
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), "slirp4netns") {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	os.Remove(pidFile)
 	os.Remove(e.slirpSock(c.ID))
-	err := network.RemoveNetNS(e.netnsPath(c.ID))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
+	return e.stopHelper(c, NetSlirp)
 }
 
 // proxied: a --network none container with published ports (an
 // unprivileged user's, where slirp4netns cannot run).
 func proxied(cfg Config) bool {
 	return (cfg.Network == NetNone || cfg.Network == "") && len(cfg.Ports) > 0
-}
-
-func (e *Engine) proxyPid(id string) string {
-	return filepath.Join(e.RunRoot, "slirp", id[:16]+".proxy.pid")
 }
 
 // proxyUp pins c's namespace and starts the port proxy on it.
@@ -189,23 +199,9 @@ func (e *Engine) proxyUp(c metadata.Container, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(e.RunRoot, "slirp"), 0o700); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(e.dir(c.ID), "port-proxy.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	cmd := exec.Command(e.PortProxy[0], append(e.PortProxy[1:], ns, string(ports))...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		network.RemoveNetNS(ns)
-		return fmt.Errorf("container %s: port proxy: %w", c.Name, err)
-	}
-	go cmd.Wait()
-	if err := os.WriteFile(e.proxyPid(c.ID), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	if err := e.startHelper(c, portProxy, cmd); err != nil {
+		e.proxyDown(c)
 		return err
 	}
 	// Its listeners are up once it has bound them: wait for the first.
@@ -216,9 +212,8 @@ func (e *Engine) proxyUp(c metadata.Container, cfg Config) error {
 			return nil
 		}
 		if !alive(cmd.Process.Pid) {
-			log, _ := os.ReadFile(filepath.Join(e.dir(c.ID), "port-proxy.log"))
 			e.proxyDown(c)
-			return fmt.Errorf("container %s: port proxy: %s: %w", c.Name, strings.TrimSpace(string(log)), errdefs.ErrUnavailable)
+			return fmt.Errorf("container %s: port proxy: %s: %w", c.Name, e.helperLog(c, portProxy), errdefs.ErrUnavailable)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -226,12 +221,7 @@ func (e *Engine) proxyUp(c metadata.Container, cfg Config) error {
 }
 
 // proxyDown stops c's port proxy and unpins the namespace.
-func (e *Engine) proxyDown(c metadata.Container) error {
-	if pid := readPid(e.proxyPid(c.ID)); pid > 0 {
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), e.netnsPath(c.ID)) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	os.Remove(e.proxyPid(c.ID))
-	return network.RemoveNetNS(e.netnsPath(c.ID))
-}
+func (e *Engine) proxyDown(c metadata.Container) error { return e.stopHelper(c, portProxy) }
+
+// portProxy names the port proxy's files.
+const portProxy = "port-proxy"
