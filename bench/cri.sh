@@ -17,19 +17,10 @@ curl -sf "http://$reg/v2/e2e-test-images/busybox/tags/list" >/dev/null || bash "
 go build -o "$work/cribench" "$here/bench/cribench" 2>/dev/null || { mkdir -p "$work"; go build -o "$work/cribench" "$here/bench/cribench"; }
 
 # berthd on a store of its own.
-rm -rf "$work/root"; mkdir -p "$work"
-bash "$here/contrib/critest-registries.sh" "$reg" > "$work/registries.conf"
-: > "$work/berthd.toml"
-sock=$work/berthd.sock
-"$here/bin/berthd" --listen "unix://$sock" --root "$work/root" --runroot /run/berth-cri-bench \
-  --registries-conf "$work/registries.conf" --config "$work/berthd.toml" > "$work/berthd.log" 2>&1 &
-bpid=$!
-stop_berthd() {
-  "$here/bin/berth" --root "$work/root" --runroot /run/berth-cri-bench system reset --force >/dev/null 2>&1 || true
-  kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
-}
+. "$here/contrib/scratch-berthd.sh"
 trap stop_berthd EXIT
-for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+start_berthd "$here" "$work" /run/berth-cri-bench "$reg"
+sock=$berthd_sock bpid=$berthd_pid
 echo "machine: $(nproc) cores, $(uname -r); containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | head -1 | awk '{print $3}')"
 "$work/cribench" -endpoint "unix://$sock" -n "$n" -label "berthd + berth-runtime" -server-pids "$bpid"
 [ "${CRITEST_BENCH:-1}" = 0 ] || CRITEST_REPORT_DIR=$work/critest-berthd bash "$shared/conformance/critest/run-critest.sh" "unix://$sock" -benchmark 2>&1 | sed -n '/^benchmark/,$p'

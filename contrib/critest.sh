@@ -11,19 +11,10 @@ work=${CRITEST_WORK:-/var/tmp/berth-critest}
 reg=127.0.0.1:5000
 curl -sf "http://$reg/v2/" >/dev/null || { echo "no registry on $reg" >&2; exit 2; }
 curl -sf "http://$reg/v2/e2e-test-images/busybox/tags/list" >/dev/null || bash "$conf/push-images.sh" "$reg" >/dev/null
-rm -rf "$work"; mkdir -p "$work"
-bash "$here/contrib/critest-registries.sh" "$reg" > "$work/registries.conf"
-: > "$work/berthd.toml"
-sock=$work/berthd.sock
-"$here/bin/berthd" --listen "unix://$sock" --root "$work/root" --runroot /run/berth-critest \
-  --registries-conf "$work/registries.conf" --config "$work/berthd.toml" > "$work/berthd.log" 2>&1 &
-pid=$!
-cleanup() {
-  "$here/bin/berth" --root "$work/root" --runroot /run/berth-critest system reset --force >/dev/null 2>&1 || true
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+rm -rf "$work"
+. "$here/contrib/scratch-berthd.sh"
+trap stop_berthd EXIT
+start_berthd "$here" "$work" /run/berth-critest "$reg"
+sock=$berthd_sock
 cd "$work"
 CRITEST_REPORT_DIR=$work/report bash "$conf/run-critest.sh" "unix://$sock" "$@" | tee "$work/critest.out" | tail -40
