@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -31,7 +32,16 @@ type config struct {
 		Pull string `toml:"pull"`
 		// LogMaxSize rotates a container's log at this size ("10m").
 		LogMaxSize string `toml:"log_max_size"`
+		// CgroupParent is the --cgroup-parent of a container that gives
+		// none: for an unprivileged user, the cgroup delegated to it.
+		CgroupParent string `toml:"cgroup_parent"`
 	} `toml:"containers"`
+	Storage struct {
+		// MountProgram mounts the snapshots' overlays in user space
+		// (fuse-overlayfs), as for a kernel that refuses overlayfs in a
+		// user namespace (berth falls back to it there by itself).
+		MountProgram string `toml:"mount_program"`
+	} `toml:"storage"`
 	Network struct {
 		// CNIPluginDirs are searched for CNI plugins, in order.
 		CNIPluginDirs []string `toml:"cni_plugin_dirs"`
@@ -83,6 +93,11 @@ func readConfig() (*config, error) {
 	case "missing", "always", "never":
 	default:
 		return nil, fmt.Errorf("config %s: containers.pull = %q: want missing, always or never: %w", g.config, c.Containers.Pull, errdefs.ErrInvalidArgument)
+	}
+	if p := c.Storage.MountProgram; p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			return nil, fmt.Errorf("config %s: storage.mount_program: %v: %w", g.config, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	if c.Containers.LogMaxSize != "" {
 		if _, err := parseSize(c.Containers.LogMaxSize); err != nil {

@@ -61,6 +61,7 @@ func (f *runFlags) register(cmd *cobra.Command, run bool) {
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (b, k, m, g)")
 	fl.Float64Var(&f.cfg.CPUs, "cpus", 0, "CPUs (quota)")
 	fl.Int64Var(&f.cfg.PidsLimit, "pids-limit", 0, "most processes")
+	fl.StringVar(&f.cfg.CgroupParent, "cgroup-parent", "", "the cgroup the container's goes under, in each hierarchy (default /berth; relative: under berth's own)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "TYPE=SOFT[:HARD], e.g. nofile=1024:2048")
 	fl.StringVar(&f.logOpt, "log-opt", "", "max-size=SIZE: rotate the log at SIZE")
 	if run {
@@ -252,6 +253,7 @@ func createContainer(ctx context.Context, s *store, f *runFlags, cmd *cobra.Comm
 	if err := ensureImage(ctx, s, args[0], pull); err != nil {
 		return metadata.Container{}, err
 	}
+	cfg.CgroupParent = cmp.Or(cfg.CgroupParent, conf.Containers.CgroupParent)
 	return s.eng.Create(ctx, args[0], f.name, cmp.Or(f.runtime, conf.Containers.Runtime), cfg)
 }
 

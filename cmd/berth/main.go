@@ -48,14 +48,15 @@ func main() {
 		SilenceErrors: true,
 	}
 	f := root.PersistentFlags()
-	defRoot, defRunroot := "/var/lib/berth", "/run/berth"
+	defRoot, defRunroot, defConfig := "/var/lib/berth", "/run/berth", "/etc/berth/berth.toml"
 	if rootless.Unprivileged() {
 		defRoot, defRunroot = rootless.Dirs()
+		defConfig = rootless.Config(defConfig)
 	}
 	f.StringVar(&g.root, "root", defRoot, "store directory (images, snapshots, metadata)")
 	f.StringVar(&g.runroot, "runroot", defRunroot, "state directory")
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level")
-	f.StringVar(&g.config, "config", "/etc/berth/berth.toml", "configuration file")
+	f.StringVar(&g.config, "config", defConfig, "configuration file (an unprivileged user's: ~/.config/berth/berth.toml when there is one)")
 	f.StringVar(&g.registriesConf, "registries-conf", "", "registries.conf (default /etc/berth/registries.conf, then /etc/containers/registries.conf)")
 	root.AddCommand(pullCmd(), pushCmd(), imagesCmd("images"), rmiCmd("rmi"), tagCmd(), saveCmd(), loadCmd(),
 		imageCmd(), systemCmd(), loginCmd(), logoutCmd(),
@@ -97,7 +98,7 @@ func openStore(ctx context.Context) (*store, error) {
 		return nil, err
 	}
 	eng, err := engine.Open(ctx, engine.StoreOptions{Root: g.root, RunRoot: g.runroot, RegistriesConf: g.registriesConf,
-		ParallelDownloads: conf.Images.ParallelDownloads, CNIPluginDirs: conf.Network.CNIPluginDirs})
+		ParallelDownloads: conf.Images.ParallelDownloads, CNIPluginDirs: conf.Network.CNIPluginDirs, MountProgram: conf.Storage.MountProgram})
 	if err != nil {
 		return nil, err
 	}

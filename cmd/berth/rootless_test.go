@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthdev/berth/internal/engine"
 	"github.com/berthdev/berth/internal/testbin"
 )
 
@@ -19,70 +20,16 @@ import (
 // user's namespace itself; a layer file of uid 1234 lands as the mapped
 // host uid; a container runs, detached too, across commands; a file a
 // container's user writes to a volume belongs to the mapped host uid; a
-// limit is refused naming the missing cgroup delegation; a bridge
-// network is refused clearly.
+// limit is refused naming the missing cgroup delegation, and holds once
+// one is delegated; a bridge network is refused clearly.
 func TestRootless(t *testing.T) {
 	reg := testRegistry(t)
-	runtimeBin(t)
-	for _, tool := range []string{"useradd", "userdel", "nsenter", "newuidmap", "su"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	const user = "berth-rl-test"
-	exec.Command("pkill", "-u", user).Run()
-	exec.Command("userdel", "-r", user).Run() // a previous run's
-	if out, err := exec.Command("useradd", "-m", user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v %s", err, out)
-	}
-	defer func() {
-		exec.Command("pkill", "-KILL", "-u", user).Run() // the namespace's holder
-		time.Sleep(100 * time.Millisecond)
-		exec.Command("userdel", "-r", user).Run()
-	}()
-	sub := 0
-	if data, err := os.ReadFile("/etc/subuid"); err == nil {
-		for line := range strings.Lines(string(data)) {
-			if p := strings.Split(strings.TrimSpace(line), ":"); len(p) == 3 && p[0] == user {
-				sub, _ = strconv.Atoi(p[1])
-			}
-		}
-	}
-	if sub == 0 {
-		t.Skip("useradd gave no /etc/subuid range")
-	}
-	// The binaries where the user may run them.
-	bin, err := os.MkdirTemp("", "berth-rl-bin-") // t.TempDir's parent is root's alone
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(bin)
-	os.Chmod(bin, 0o755)
-	for _, b := range []string{"berth", "berth-monitor", "berth-runtime"} {
-		data, err := os.ReadFile(filepath.Join(filepath.Dir(berthBin), b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(bin, b), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	u := newRootlessUser(t, "berth-rl-test", true)
+	user, home, sub := u.name, u.home, u.sub
 	img := fmt.Sprintf("%s/berth-test/rootless-%d:1", reg, time.Now().UnixNano()%1e9)
 	pushImage(t, img, fixtureImage(t, "amd64"))
-	run := func(args string) (string, error) {
-		out, err := exec.Command("su", "-", user, "-c", filepath.Join(bin, "berth")+" --registries-conf /dev/null "+args).CombinedOutput()
-		return string(out), err
-	}
-	must := func(args string) string {
-		t.Helper()
-		out, err := run(args)
-		if err != nil {
-			t.Fatalf("berth %s as %s: %v\n%s", args, user, err, out)
-		}
-		return out
-	}
+	run, must := u.run, u.must
 	must("pull -q " + img)
-	home := "/home/" + user
 	owned := ""
 	filepath.Walk(filepath.Join(home, ".local/share/berth/snapshots"), func(p string, info os.FileInfo, err error) error {
 		if err == nil && strings.HasSuffix(p, "/data/owned") {
@@ -129,9 +76,10 @@ func TestRootless(t *testing.T) {
 		t.Errorf("the container's uid map: %q", out)
 	}
 	must("rm -f " + id)
-	if out, err := run("run --rm -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no cgroup delegated") {
+	if out, err := run("run --rm -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no memory cgroup delegated") {
 		t.Errorf("a memory limit without a delegated cgroup: %v %q", err, out)
 	}
+	rootlessLimits(t, u, img)
 	if out, err := run("run --rm --network bridge " + img + " busybox true"); err == nil || !strings.Contains(out, "no bridge networks") {
 		t.Errorf("a bridge network: %v %q", err, out)
 	}
@@ -157,40 +105,7 @@ func TestRootless(t *testing.T) {
 // image with files of other owners fails to unpack with a clear error.
 func TestRootlessNoSubIDs(t *testing.T) {
 	reg := testRegistry(t)
-	runtimeBin(t)
-	for _, tool := range []string{"useradd", "userdel", "nsenter", "su"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	const user = "berth-rl-nosub"
-	exec.Command("pkill", "-KILL", "-u", user).Run()
-	exec.Command("userdel", "-r", user).Run()
-	if out, err := exec.Command("useradd", "-m", user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v %s", err, out)
-	}
-	defer func() {
-		exec.Command("pkill", "-KILL", "-u", user).Run()
-		time.Sleep(100 * time.Millisecond)
-		exec.Command("userdel", "-r", user).Run()
-	}()
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} { // useradd's ranges go
-		exec.Command("sed", "-i", "/^"+user+":/d", f).Run()
-	}
-	bin, err := os.MkdirTemp("", "berth-rl-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(bin)
-	os.Chmod(bin, 0o755)
-	for _, b := range []string{"berth", "berth-monitor", "berth-runtime"} {
-		data, _ := os.ReadFile(filepath.Join(filepath.Dir(berthBin), b))
-		os.WriteFile(filepath.Join(bin, b), data, 0o755)
-	}
-	run := func(args string) (string, error) {
-		out, err := exec.Command("su", "-", user, "-c", filepath.Join(bin, "berth")+" --registries-conf /dev/null "+args).CombinedOutput()
-		return string(out), err
-	}
+	run := newRootlessUser(t, "berth-rl-nosub", false).run
 	_, app := testbin.PushBusybox(t, reg)
 	out, err := run("run --rm " + app + " busybox cat /proc/self/uid_map")
 	if err != nil || !strings.Contains(out, "no subordinate ids") || !strings.Contains(out, "1\n") {
@@ -209,5 +124,205 @@ func TestRootlessNoSubIDs(t *testing.T) {
 	pushImage(t, img, fixtureImage(t, "amd64"))
 	if out, err := run("pull -q " + img); err == nil || !strings.Contains(out, "data/owned") {
 		t.Errorf("a layer with a file of uid 1234 and no subordinate ids: %v %q", err, out)
+	}
+}
+
+// rootlessUser is a user a test made, with berth's binaries where it may
+// run them.
+type rootlessUser struct {
+	t    *testing.T
+	name string
+	home string
+	sub  int // the first subordinate uid (0: none)
+	bin  string
+}
+
+// newRootlessUser makes the user name (a previous run's is removed first),
+// with useradd's subordinate id ranges if subIDs, and removes it, its
+// processes and its home at the end of the test.
+func newRootlessUser(t *testing.T, name string, subIDs bool) *rootlessUser {
+	t.Helper()
+	runtimeBin(t)
+	for _, tool := range []string{"useradd", "userdel", "nsenter", "newuidmap", "su"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	exec.Command("pkill", "-KILL", "-u", name).Run()
+	exec.Command("userdel", "-r", name).Run()
+	if out, err := exec.Command("useradd", "-m", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("pkill", "-KILL", "-u", name).Run() // the namespace's holder
+		time.Sleep(100 * time.Millisecond)
+		exec.Command("userdel", "-r", name).Run()
+	})
+	u := &rootlessUser{t: t, name: name, home: "/home/" + name}
+	if !subIDs {
+		for _, f := range []string{"/etc/subuid", "/etc/subgid"} { // useradd's ranges go
+			exec.Command("sed", "-i", "/^"+name+":/d", f).Run()
+		}
+	} else if data, err := os.ReadFile("/etc/subuid"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if p := strings.Split(strings.TrimSpace(line), ":"); len(p) == 3 && p[0] == name {
+				u.sub, _ = strconv.Atoi(p[1])
+			}
+		}
+		if u.sub == 0 {
+			t.Skip("useradd gave no /etc/subuid range")
+		}
+	}
+	// The binaries where the user may run them (t.TempDir's parent is root's alone).
+	var err error
+	if u.bin, err = os.MkdirTemp("", "berth-rl-bin-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(u.bin) })
+	os.Chmod(u.bin, 0o755)
+	for _, b := range []string{"berth", "berth-monitor", "berth-runtime"} {
+		data, err := os.ReadFile(filepath.Join(filepath.Dir(berthBin), b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(u.bin, b), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return u
+}
+
+// run runs berth as the user, from a login shell.
+func (u *rootlessUser) run(args string) (string, error) {
+	out, err := exec.Command("su", "-", u.name, "-c", filepath.Join(u.bin, "berth")+" --registries-conf /dev/null "+args).CombinedOutput()
+	return string(out), err
+}
+
+func (u *rootlessUser) must(args string) string {
+	u.t.Helper()
+	out, err := u.run(args)
+	if err != nil {
+		u.t.Fatalf("berth %s as %s: %v\n%s", args, u.name, err, out)
+	}
+	return out
+}
+
+// rootlessLimits delegates cgroups to u as an administrator does on cgroup
+// v1 (a parent chowned to the user in each hierarchy, named in the user's
+// berth.toml) and shows limits taking hold there: the files the runtime
+// wrote, an allocation beyond the memory limit killed, pause through the
+// delegated freezer, stats; a limit of a hierarchy not delegated (pids) is
+// refused naming it; nothing is left under the parent at rm.
+func rootlessLimits(t *testing.T, u *rootlessUser, img string) {
+	uid, _ := strconv.Atoi(strings.TrimSpace(func() string { o, _ := exec.Command("id", "-u", u.name).Output(); return string(o) }()))
+	parent := "/" + u.name
+	dirs := map[string]string{}
+	for _, ctrl := range []string{"memory", "cpu", "cpuacct", "freezer"} {
+		mnt, _, ok := engine.V1Mount(ctrl)
+		if !ok {
+			t.Skipf("no cgroup v1 %s hierarchy: delegation by chown is cgroup v1's", ctrl)
+		}
+		d := filepath.Join(mnt, parent)
+		if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			exec.Command("pkill", "-KILL", "-u", u.name).Run()
+			entries, _ := os.ReadDir(d)
+			for _, e := range entries {
+				if e.IsDir() {
+					syscall.Rmdir(filepath.Join(d, e.Name()))
+				}
+			}
+			syscall.Rmdir(d)
+		})
+		// The directory and the files through which it is used.
+		for _, f := range []string{"", "cgroup.procs", "tasks"} {
+			if err := os.Chown(filepath.Join(d, f), uid, uid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dirs[ctrl] = d
+	}
+	conf := filepath.Join(u.home, ".config/berth/berth.toml")
+	os.MkdirAll(filepath.Dir(conf), 0o755)
+	os.WriteFile(conf, []byte("[containers]\ncgroup_parent = \""+parent+"\"\n"), 0o644)
+	exec.Command("chown", "-R", u.name+":", filepath.Join(u.home, ".config")).Run()
+
+	if out, err := u.run("run --rm --pids-limit 10 " + img + " busybox true"); err == nil || !strings.Contains(out, "no pids cgroup delegated") {
+		t.Errorf("a pids limit with pids not delegated: %v %q", err, out)
+	}
+	id := strings.TrimSpace(u.must("run -d -m 64m --cpus 0.5 " + img + " busybox sleep 60"))
+	for ctrl, want := range map[string]string{"memory/memory.limit_in_bytes": "67108864", "cpu/cpu.cfs_quota_us": "50000"} {
+		c, file, _ := strings.Cut(ctrl, "/")
+		b, err := os.ReadFile(filepath.Join(dirs[c], id, file))
+		if got := strings.TrimSpace(string(b)); err != nil || got != want {
+			t.Errorf("%s of the container's delegated cgroup: %q (%v), want %s", file, got, err, want)
+		}
+	}
+	pid := strings.TrimSpace(u.must("inspect --format {{.State.Pid}} " + id))
+	if b, _ := os.ReadFile(filepath.Join(dirs["memory"], id, "cgroup.procs")); !strings.Contains(string(b), pid) {
+		t.Errorf("the container's init %s is not in its memory cgroup: %q", pid, b)
+	}
+	u.must("pause " + id)
+	if b, _ := os.ReadFile(filepath.Join(dirs["freezer"], id, "freezer.state")); strings.TrimSpace(string(b)) != "FROZEN" {
+		t.Errorf("paused: freezer.state %q", b)
+	}
+	u.must("unpause " + id)
+	if out := u.must("stats --no-stream " + id); !strings.Contains(out, "/ 67.1 MB") {
+		t.Errorf("stats of a container with a delegated memory cgroup: %q", out)
+	}
+	u.must("rm -f " + id)
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, id)); err == nil {
+			t.Errorf("the container's cgroup %s left after rm", filepath.Join(d, id))
+		}
+	}
+	// The limit holds: 64 MiB in one buffer is more than 32m allows.
+	if out, err := u.run("run --rm -m 32m " + img + " busybox dd if=/dev/zero of=/dev/null bs=64M count=1"); err == nil {
+		t.Errorf("an allocation beyond the memory limit ran: %q", out)
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 137 {
+		t.Errorf("an allocation beyond the memory limit: %v, want the OOM killer's 137: %q", err, out)
+	}
+}
+
+// TestFuseOverlay runs containers on fuse-overlayfs (berth.toml's
+// storage.mount_program; berth's own fallback where the kernel refuses
+// overlayfs in a user namespace): the layers' whiteouts and opaque
+// directories hold, writes land in the container's upper directory, and
+// the mount and its fuse-overlayfs process go at rm.
+func TestFuseOverlay(t *testing.T) {
+	prog, err := exec.LookPath("fuse-overlayfs")
+	if err != nil {
+		t.Skip("fuse-overlayfs not installed")
+	}
+	c := containerCLI(t)
+	conf := filepath.Join(t.TempDir(), "berth.toml")
+	os.WriteFile(conf, []byte("[storage]\nmount_program = \"/nonexistent/fuse-overlayfs\"\n"), 0o644)
+	if out, err := c.run(append([]string{"--config", conf}, "ps")...); err == nil || !strings.Contains(out, "storage.mount_program") {
+		t.Errorf("a mount_program that is not there: %v %q", err, out)
+	}
+	os.WriteFile(conf, []byte("[storage]\nmount_program = \""+prog+"\"\n"), 0o644)
+	c.args = append(c.args, "--config", conf)
+	if out := c.must("run", "--rm", fixture, "sh", "-c", "busybox ls /data/dir; busybox ls /data/gone 2>&1 || echo gone"); !strings.HasPrefix(out, "y\n") || !strings.Contains(out, "gone") {
+		t.Errorf("whiteouts and opaque directories on fuse-overlayfs: %q", out)
+	}
+	id := strings.TrimSpace(c.must("run", "-d", fixture, "sh", "-c", "echo new > /data/new; busybox rm /data/owned; exec busybox sleep 60"))
+	rootfs := filepath.Join(c.args[3], "containers", id, "rootfs")
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if !strings.Contains(string(mounts), " "+rootfs+" ") || !strings.Contains(string(mounts), "fuse.fuse-overlayfs") {
+		t.Fatalf("the container's rootfs %s is not a fuse-overlayfs mount:\n%s", rootfs, mounts)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if out := c.must("exec", id, "sh", "-c", "busybox cat /data/new; busybox ls /data/owned >/dev/null 2>&1 || echo removed"); out != "new\nremoved\n" {
+		t.Errorf("writes on fuse-overlayfs: %q", out)
+	}
+	c.must("rm", "-f", id)
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), rootfs) {
+		t.Errorf("the container's fuse-overlayfs mount left after rm")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if out, _ := exec.Command("pgrep", "-af", "fuse-overlayfs.*"+id).Output(); len(out) > 0 {
+		t.Errorf("fuse-overlayfs left running after rm: %s", out)
 	}
 }

@@ -107,7 +107,7 @@ func (s *Server) containerConfig(sb metadata.Container, infraPid int, sbCfg *run
 		}
 		p.PID = nsPath(tst.Pid, "pid")
 	}
-	p.CgroupParent = cmp.Or(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
+	ec.CgroupParent = cmp.Or(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
 	for _, mnt := range cfg.Mounts {
 		if mnt.Image != nil && mnt.Image.Image != "" {
 			return ec, fmt.Errorf("mount %s: image volumes: %w", mnt.ContainerPath, errdefs.ErrNotImplemented)

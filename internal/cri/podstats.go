@@ -101,7 +101,7 @@ func (s *Server) podScope(ctx context.Context, sb metadata.Container, ctrs []met
 	if st.Status != engine.StatusRunning || st.Pid <= 0 {
 		return p, nil
 	}
-	infraCg, err := engine.CgroupOf(st.Pid)
+	infraCg, err := engine.CgroupOf(st.Pid, sb.ID)
 	if err != nil {
 		return p, nil // exited meanwhile
 	}
@@ -119,7 +119,7 @@ func (s *Server) podScope(ctx context.Context, sb metadata.Container, ctrs []met
 		if err != nil || cst.Status != engine.StatusRunning || cst.Pid <= 0 {
 			continue
 		}
-		cg, err := engine.CgroupOf(cst.Pid)
+		cg, err := engine.CgroupOf(cst.Pid, c.ID)
 		if err != nil {
 			continue
 		}

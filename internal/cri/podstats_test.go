@@ -184,7 +184,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 			break
 		}
 	}
-	g, err := engine.CgroupOf(cmd.Process.Pid)
+	g, err := engine.CgroupOf(cmd.Process.Pid, name)
 	if err != nil {
 		t.Fatal(err)
 	}

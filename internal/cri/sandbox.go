@@ -99,8 +99,8 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 	}
 	linux := cfg.GetLinux()
 	nsOpts := linux.GetSecurityContext().GetNamespaceOptions()
-	ec := engine.Config{Hostname: cfg.Hostname, StopSignal: "SIGKILL", Pod: &engine.PodOptions{
-		CgroupParent: cmp.Or(linux.GetCgroupParent(), s.cfg.CgroupParent), Sysctls: linux.GetSysctls()}}
+	ec := engine.Config{Hostname: cfg.Hostname, StopSignal: "SIGKILL", CgroupParent: cmp.Or(linux.GetCgroupParent(), s.cfg.CgroupParent),
+		Pod: &engine.PodOptions{Sysctls: linux.GetSysctls()}}
 	if dns := cfg.GetDnsConfig(); dns != nil {
 		ec.DNS, ec.DNSSearch, ec.DNSOptions = dns.Servers, dns.Searches, dns.Options
 	}

@@ -35,7 +35,7 @@ func (e *Engine) Pids(ctx context.Context, c metadata.Container) ([]int, error) 
 	if err != nil {
 		return nil, err
 	}
-	if d, err := CgroupOf(pid); err == nil {
+	if d, err := CgroupOf(pid, c.ID); err == nil {
 		if pids := d.Pids(); len(pids) > 0 {
 			return pids, nil
 		}

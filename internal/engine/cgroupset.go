@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fs2"
@@ -45,19 +46,31 @@ var v1Mounts = sync.OnceValue(func() map[string][2]string {
 	return m
 })
 
-func CgroupOf(pid int) (Cgroup, error) {
+// errNoCgroup: the container has no cgroup of its own (an unprivileged
+// user's without a delegated one); its process is in its user's.
+var errNoCgroup = fmt.Errorf("no cgroup of its own (none is delegated to this user): %w", errdefs.ErrFailedPrecond)
+
+// CgroupOf is the cgroup of pid, a process of container id: the cgroups
+// named id (berth makes each container's as PARENT/ID), in the hierarchies
+// where the container has one; a hierarchy where it has none (one not
+// delegated to an unprivileged user) is left out, as its cgroup there is
+// the user's, not the container's.
+func CgroupOf(pid int, id string) (Cgroup, error) {
 	cg, err := cgroups.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
 		return Cgroup{}, fmt.Errorf("process %d: its cgroups: %w", pid, err)
 	}
 	if cgroups.IsCgroup2UnifiedMode() {
+		if path.Base(cg[""]) != id {
+			return Cgroup{}, errNoCgroup
+		}
 		return Cgroup{path: cg[""], v2: filepath.Join("/sys/fs/cgroup", cg[""])}, nil
 	}
 	g := Cgroup{v1: map[string]string{}}
 	for _, sub := range statControllers {
 		p, ok := cg[sub]
 		m, mounted := v1Mounts()[sub]
-		if !ok || !mounted {
+		if !ok || !mounted || path.Base(p) != id {
 			continue // its numbers are left out
 		}
 		// Paths are relative to the hierarchy's root as this process sees
@@ -67,9 +80,10 @@ func CgroupOf(pid int) (Cgroup, error) {
 			continue
 		}
 		g.v1[sub] = filepath.Join(m[0], rel)
-		if sub == "memory" {
-			g.path = p
-		}
+		g.path = p
+	}
+	if g.path == "" {
+		return Cgroup{}, errNoCgroup
 	}
 	// The unified half is the container's own only if the runtime made it
 	// alongside the v1 ones; else it is shared and its pressure is not

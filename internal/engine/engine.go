@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -94,8 +95,12 @@ type Config struct {
 	Rlimits    []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	Remove     bool                `json:"remove,omitempty"`
 	LogMaxSize int64               `json:"logMaxSize,omitempty"`
-	StopSignal string              `json:"stopSignal,omitempty"`
-	Init       bool                `json:"init,omitempty"` // an init as PID 1 (see initBinary)
+	// CgroupParent is the cgroup the container's goes under (default
+	// /berth): a path in each hierarchy, relative to the runtime's own
+	// cgroup unless absolute.
+	CgroupParent string `json:"cgroupParent,omitempty"`
+	StopSignal   string `json:"stopSignal,omitempty"`
+	Init         bool   `json:"init,omitempty"` // an init as PID 1 (see initBinary)
 }
 
 // dir is a container's directory: bundle (config.json, rootfs), log,
@@ -243,13 +248,10 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	case NetJoin:
 		netns = cfg.Pod.NetNS
 	}
-	cgroup := "/berth/" + c.ID
+	cgroup := path.Join(cmp.Or(cfg.CgroupParent, "/berth"), c.ID)
 	var po specgen.Options
 	if p := cfg.Pod; p != nil {
 		maps.Copy(files, p.Files)
-		if p.CgroupParent != "" {
-			cgroup = path.Join(p.CgroupParent, c.ID)
-		}
 		po = specgen.Options{Namespaces: p.namespaces(), Devices: p.Devices, Sysctls: p.Sysctls, OOMScoreAdj: p.OOMScoreAdj,
 			AdditionalGIDs: p.AdditionalGIDs, MaskedPaths: p.MaskedPaths, ReadonlyPaths: p.ReadonlyPaths, Resources: p.Resources,
 			Annotations: p.Annotations, RootfsPropagation: p.RootfsPropagation}
@@ -413,7 +415,7 @@ func (e *Engine) Prepare(ctx context.Context, ref string) (_ *Started, retErr er
 		return nil, fmt.Errorf("container %s: the monitor ended without a word: %w", c.Name, errdefs.ErrUnavailable)
 	}
 	if msg.Error != "" {
-		return nil, fmt.Errorf("container %s: %s: %w", c.Name, msg.Error, errdefs.ErrFailedPrecond)
+		return nil, fmt.Errorf("container %s: %w", c.Name, errdefs.Said(msg.Error, errdefs.ErrFailedPrecond))
 	}
 	wait := attached
 	attached = nil

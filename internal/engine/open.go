@@ -24,6 +24,9 @@ type StoreOptions struct {
 	RegistriesConf    string
 	ParallelDownloads int
 	CNIPluginDirs     []string
+	// MountProgram mounts the snapshots' overlays in user space
+	// (fuse-overlayfs); "" for the kernel's overlayfs.
+	MountProgram string
 }
 
 // Open opens the store under o.Root, with the engine over it; Close
@@ -50,6 +53,7 @@ func Open(ctx context.Context, o StoreOptions) (*Engine, error) {
 		db.Close()
 		return nil, err
 	}
+	snaps.MountProgram = o.MountProgram
 	svc := &imagesvc.Service{Root: o.Root, Registry: registry.New(cfg), Content: cs, Snapshots: snaps, Meta: db,
 		Parallel: o.ParallelDownloads}
 	nets := &network.Manager{ConfDir: filepath.Join(o.Root, "networks"), StateDir: filepath.Join(o.RunRoot, "networks"),

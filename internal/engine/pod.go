@@ -35,11 +35,9 @@ type PodOptions struct {
 	// NetNS is the namespace a NetJoin container joins.
 	NetNS string `json:"netns,omitempty"`
 	// IPC, UTS and PID: "" for its own, "host", or a namespace's path.
-	IPC string `json:"ipc,omitempty"`
-	UTS string `json:"uts,omitempty"`
-	PID string `json:"pid,omitempty"`
-	// CgroupParent is the cgroup the container's goes under.
-	CgroupParent   string                `json:"cgroupParent,omitempty"`
+	IPC            string                `json:"ipc,omitempty"`
+	UTS            string                `json:"uts,omitempty"`
+	PID            string                `json:"pid,omitempty"`
 	Devices        []specs.LinuxDevice   `json:"devices,omitempty"`
 	Sysctls        map[string]string     `json:"sysctls,omitempty"`
 	OOMScoreAdj    *int                  `json:"oomScoreAdj,omitempty"`

@@ -45,7 +45,7 @@ func (e *Engine) Stats(ctx context.Context, c metadata.Container, prev *Stats) (
 		return s, nil
 	}
 	s.Running = true
-	d, err := CgroupOf(st.Pid)
+	d, err := CgroupOf(st.Pid, c.ID)
 	if err != nil {
 		return s, fmt.Errorf("container %s: %w", c.Name, err)
 	}

@@ -3,7 +3,11 @@
 // the Is* helpers; gRPC codes and exit codes are chosen only at the edges.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 var (
 	ErrNotFound        = errors.New("not found")
@@ -20,3 +24,9 @@ func IsInvalidArgument(err error) bool { return errors.Is(err, ErrInvalidArgumen
 func IsFailedPrecond(err error) bool   { return errors.Is(err, ErrFailedPrecond) }
 func IsNotImplemented(err error) bool  { return errors.Is(err, ErrNotImplemented) }
 func IsUnavailable(err error) bool     { return errors.Is(err, ErrUnavailable) }
+
+// Said is another program's message msg as an error of class cls, named
+// once even when msg already ends with it (berth-runtime's messages do).
+func Said(msg string, cls error) error {
+	return fmt.Errorf("%s: %w", strings.TrimSuffix(msg, ": "+cls.Error()), cls)
+}

@@ -1,6 +1,7 @@
 package libct
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -350,45 +351,64 @@ func cgroupMounts(paths map[string]string) (unified bool, out []cgroupMount) {
 	return false, out
 }
 
-// rootlessCgroup is cg, or nil for an unprivileged runtime (run by a
-// user, or in a user namespace) that may not make it:
-// an unprivileged user without a delegated cgroup runs containers without
-// one, as runc's rootless mode does, unless the spec asks for a limit,
-// which is refused naming what is missing (never silently dropped).
+// rootlessCgroup is cg for a privileged runtime. An unprivileged one (run
+// by a user, or in a user namespace) keeps the hierarchies delegated to its
+// user (cgroups.Own), or none: a container then runs without them, as with
+// runc's rootless mode, unless the spec asks for a limit one of them would
+// hold, which is refused naming what is missing (never silently dropped).
 func rootlessCgroup(cg *cgroups.Manager, r *specs.LinuxResources) (*cgroups.Manager, error) {
 	if !userns.RunningInUserNS() && os.Geteuid() == 0 {
 		return cg, nil
 	}
-	err := cg.Apply(-1)
-	if err == nil || !errors.Is(err, os.ErrPermission) && !errors.Is(err, unix.EROFS) {
-		return cg, err
+	own, err := cg.Own()
+	if err != nil {
+		return nil, err
 	}
-	if limit := requestedLimit(r); limit != "" {
-		return nil, fmt.Errorf("linux.resources.%s: this user has no cgroup delegated to it (%v): run under one (systemd-run --user --scope -p Delegate=yes) or drop the limit: %w",
-			limit, err, errdefs.ErrFailedPrecond)
+	for _, l := range requestedLimits(r) {
+		if own == nil || own.Path(l[1]) == "" {
+			if own != nil {
+				own.Destroy()
+			}
+			return nil, fmt.Errorf("linux.resources.%s: this user has no %s cgroup delegated to it (%s): have its parent delegated (chown on cgroup v1, systemd-run --user --scope -p Delegate=yes on v2) or drop the limit: %w",
+				l[0], l[1], cmp.Or(cg.Path(l[1]), "not mounted"), errdefs.ErrFailedPrecond)
+		}
 	}
-	slog.Debug("create: no cgroup: not delegated to this user", "error", err)
-	return nil, nil
+	if own == nil {
+		slog.Debug("create: no cgroup: none delegated to this user")
+	}
+	return own, nil
 }
 
-// requestedLimit names the first resource limit r sets ("" for none;
-// device rules do not count: a user namespace cannot make device nodes).
-func requestedLimit(r *specs.LinuxResources) string {
-	switch {
-	case r == nil:
-		return ""
-	case r.Memory != nil && (r.Memory.Limit != nil || r.Memory.Reservation != nil || r.Memory.Swap != nil):
-		return "memory"
-	case r.CPU != nil && (r.CPU.Shares != nil || r.CPU.Quota != nil || r.CPU.Cpus != "" || r.CPU.Mems != ""):
-		return "cpu"
-	case r.Pids != nil && r.Pids.Limit != nil:
-		return "pids"
-	case r.BlockIO != nil:
-		return "blockIO"
-	case len(r.HugepageLimits) > 0:
-		return "hugepageLimits"
-	case len(r.Unified) > 0:
-		return "unified"
+// requestedLimits lists the limits r sets as field and the cgroup
+// controller that holds them (cgroups.UnifiedKey for unified keys). Device
+// rules do not count: a user namespace cannot make device nodes.
+func requestedLimits(r *specs.LinuxResources) [][2]string {
+	if r == nil {
+		return nil
 	}
-	return ""
+	var out [][2]string
+	add := func(set bool, field, ctrl string) {
+		if set {
+			out = append(out, [2]string{field, ctrl})
+		}
+	}
+	if m := r.Memory; m != nil {
+		add(m.Limit != nil || m.Reservation != nil || m.Swap != nil || m.Swappiness != nil || m.DisableOOMKiller != nil, "memory", "memory")
+	}
+	if c := r.CPU; c != nil {
+		add(c.Shares != nil || c.Quota != nil || c.Period != nil || c.RealtimeRuntime != nil || c.RealtimePeriod != nil || c.Burst != nil || c.Idle != nil, "cpu", "cpu")
+		add(c.Cpus != "" || c.Mems != "", "cpu", "cpuset")
+	}
+	add(r.Pids != nil && r.Pids.Limit != nil, "pids", "pids")
+	add(r.BlockIO != nil, "blockIO", "blkio")
+	add(len(r.HugepageLimits) > 0, "hugepageLimits", "hugetlb")
+	if n := r.Network; n != nil {
+		add(n.ClassID != nil, "network", "net_cls")
+		add(len(n.Priorities) > 0, "network", "net_prio")
+	}
+	add(len(r.Rdma) > 0, "rdma", "rdma")
+	if len(r.Unified) > 0 {
+		out = append(out, [2]string{"unified", cgroups.UnifiedKey})
+	}
+	return out
 }

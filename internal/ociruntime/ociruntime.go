@@ -82,7 +82,7 @@ func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
 		if strings.Contains(msg, "does not exist") || strings.Contains(msg, "not found") {
 			cls = errdefs.ErrNotFound
 		}
-		return nil, fmt.Errorf("%s %s: %s: %w", filepath.Base(r.Path), args[0], msg, cls)
+		return nil, fmt.Errorf("%s %s: %w", filepath.Base(r.Path), args[0], errdefs.Said(msg, cls))
 	}
 	return out.Bytes(), nil
 }

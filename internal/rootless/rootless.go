@@ -56,6 +56,21 @@ func Dirs() (root, runroot string) {
 	return filepath.Join(data, "berth"), filepath.Join(runtimeDir(), "berth")
 }
 
+// Config is an unprivileged user's berth.toml: $XDG_CONFIG_HOME/berth/berth.toml
+// (~/.config/berth/berth.toml) when there is one, else the system's (sys).
+func Config(sys string) string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	p := filepath.Join(dir, "berth", "berth.toml")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return sys
+}
+
 func runtimeDir() string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return d

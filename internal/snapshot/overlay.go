@@ -1,12 +1,14 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,10 +26,51 @@ type Mount struct {
 	Type    string
 	Source  string
 	Options []string
+	// Program mounts an overlay in user space instead of the kernel
+	// (fuse-overlayfs); "" for the kernel's, with fuse-overlayfs as the
+	// fallback where the kernel refuses overlay in a user namespace.
+	Program string
 }
+
+// FuseOverlay is fuse-overlayfs, the overlay in user space for kernels
+// that do not let a user namespace mount overlayfs (before Linux 5.11).
+const FuseOverlay = "fuse-overlayfs"
 
 // Mount mounts m at target.
 func (m Mount) Mount(target string) error {
+	if m.Type == "overlay" && m.Program != "" {
+		return m.mountProgram(m.Program, target)
+	}
+	err := m.mount(target)
+	if m.Type == "overlay" && errors.Is(err, unix.EPERM) && userns.RunningInUserNS() {
+		prog, lerr := exec.LookPath(FuseOverlay)
+		if lerr != nil {
+			return fmt.Errorf("%w: the kernel refuses overlayfs in this user namespace, and %s is not installed (Debian: apt-get install fuse-overlayfs)", err, FuseOverlay)
+		}
+		return m.mountProgram(prog, target)
+	}
+	return err
+}
+
+// mountProgram mounts an overlay with prog (fuse-overlayfs), which stays
+// as the file system's server until it is unmounted. Without an upper
+// directory it is read-only; the kernel-only options are left out.
+func (m Mount) mountProgram(prog, target string) error {
+	var opts []string
+	for _, o := range m.Options {
+		if k, _, _ := strings.Cut(o, "="); k == "lowerdir" || k == "upperdir" || k == "workdir" {
+			opts = append(opts, o)
+		}
+	}
+	cmd := exec.Command(prog, "-o", strings.Join(opts, ","), target)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mount overlay on %s with %s: %v: %s", target, prog, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func (m Mount) mount(target string) error {
 	var flags uintptr
 	var data []string
 	for _, o := range m.Options {
@@ -62,6 +105,9 @@ func (m Mount) Mount(target string) error {
 type Overlay struct {
 	root string
 	db   metadata.SnapshotStore
+	// MountProgram mounts its overlays in user space (fuse-overlayfs);
+	// "" for the kernel's overlayfs.
+	MountProgram string
 }
 
 // NewOverlay keeps snapshots below root.
@@ -183,7 +229,7 @@ func (o *Overlay) Mounts(ctx context.Context, key string) ([]Mount, error) {
 	case s.Kind == metadata.KindView && len(lowers) == 1:
 		return []Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}, nil
 	case s.Kind == metadata.KindView:
-		return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("ro", "lowerdir="+strings.Join(lowers, ":"))}}, nil
+		return []Mount{{Type: "overlay", Source: "overlay", Program: o.MountProgram, Options: withUserXattr("ro", "lowerdir="+strings.Join(lowers, ":"))}}, nil
 	case len(lowers) == 0:
 		opts := []string{"rbind"}
 		if s.Kind == metadata.KindCommitted {
@@ -191,9 +237,9 @@ func (o *Overlay) Mounts(ctx context.Context, key string) ([]Mount, error) {
 		}
 		return []Mount{{Type: "bind", Source: upper, Options: opts}}, nil
 	case s.Kind == metadata.KindCommitted:
-		return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("ro", "lowerdir="+strings.Join(append([]string{upper}, lowers...), ":"))}}, nil
+		return []Mount{{Type: "overlay", Source: "overlay", Program: o.MountProgram, Options: withUserXattr("ro", "lowerdir="+strings.Join(append([]string{upper}, lowers...), ":"))}}, nil
 	}
-	return []Mount{{Type: "overlay", Source: "overlay", Options: withUserXattr("index=off", "lowerdir="+strings.Join(lowers, ":"),
+	return []Mount{{Type: "overlay", Source: "overlay", Program: o.MountProgram, Options: withUserXattr("index=off", "lowerdir="+strings.Join(lowers, ":"),
 		"upperdir="+upper, "workdir="+filepath.Join(o.dir(key), "work"))}}, nil
 }
 

@@ -34,6 +34,8 @@ type Manager struct {
 	// v2 is the container's cgroup2 cgroup: everything on a pure v2 host,
 	// only hugetlb and unified keys on a hybrid one.
 	v2 *fs2.Manager
+	// owned: made by Own, whose device rules are not written.
+	owned bool
 }
 
 // New resolves cgroupsPath as the OCI spec says: an absolute path is taken
@@ -121,6 +123,47 @@ func (m *Manager) Apply(pid int) error {
 	return nil
 }
 
+// Own is Apply(-1) for an unprivileged runtime (run by a user, or in a user
+// namespace), after runc's rootless mode: the container's cgroup is made in
+// each hierarchy where the user may make it (one delegated to it, as by
+// chown on v1 or systemd's Delegate=yes on v2), and the others are left
+// out, as is the devices controller, whose rules only a privileged process
+// may write (a user namespace cannot make device nodes anyway). It returns
+// a Manager of the cgroups made, nil for none; its Path is "" for a
+// controller left out.
+func (m *Manager) Own() (*Manager, error) {
+	kept := map[string]string{}
+	denied := map[string]bool{}
+	for k, p := range m.paths {
+		if k == "devices" {
+			continue
+		}
+		if _, seen := denied[p]; !seen {
+			err := os.MkdirAll(p, 0o755)
+			if err != nil && !errors.Is(err, os.ErrPermission) && !errors.Is(err, unix.EROFS) {
+				return nil, fmt.Errorf("cgroups: %w", err)
+			}
+			denied[p] = err != nil
+		}
+		if !denied[p] {
+			kept[k] = p
+		}
+	}
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	own, err := newManager(kept)
+	if err != nil {
+		return nil, err
+	}
+	own.owned = true
+	if err := own.Apply(-1); err != nil {
+		own.Destroy()
+		return nil, err
+	}
+	return own, nil
+}
+
 func (m *Manager) checkFresh() error {
 	// One hierarchy is enough (runc reads only "devices"): a new cgroup does
 	// not exist yet, so this costs a failed open.
@@ -169,7 +212,7 @@ func (m *Manager) freeze(state ocgroups.FreezerState) error {
 	switch {
 	case m.v1 != nil:
 		if m.paths["freezer"] == "" {
-			return fmt.Errorf("cgroups: freezer controller is not mounted: %w", errdefs.ErrFailedPrecond)
+			return fmt.Errorf("cgroups: no freezer cgroup (the controller is not mounted, or not delegated to this user): %w", errdefs.ErrFailedPrecond)
 		}
 		err = m.v1.Freeze(state)
 	default:

@@ -26,6 +26,11 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 	if err := m.validate(r); err != nil {
 		return err
 	}
+	if m.owned && r.Devices != nil {
+		cp := *r
+		cp.Devices = nil
+		r = &cp
+	}
 	res := toResources(r, m.v1 == nil)
 
 	// On a hybrid host what the v1 side cannot take goes to the v2 cgroup.
