@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Rootless `berth run --rm IMAGE true` against rootless `podman run --rm`,
 # as an unprivileged user (made if missing, with a subuid range), the same
-# image and the same OCI runtime (berth-runtime), --network none for both
-# (port-mapping throughput needs /dev/net/tun, 0600 on these machines:
-# docs/rootless.md), warm stores, interleaved; medians. As root: it makes
-# the user and copies the binaries where the user may run them.
+# image and the same OCI runtime (berth-runtime), warm stores, interleaved,
+# medians: with --network none, and with each tool's default network
+# (slirp4netns for both); then the published-port throughput of both.
+# As root: it makes the user and copies the binaries where the user may
+# run them. slirp4netns needs /dev/net/tun, which these machines make 0600
+# (root's alone; Debian's usual mode is 0666): it is made 0666 for the
+# run and put back at the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${N:-20}
@@ -18,6 +21,9 @@ for f in berth berth-monitor berth-runtime; do # a rename: the user's namespace 
   cp "$here/bin/$f" "$bin/.$f.new" && chmod a+rx "$bin/.$f.new" && mv "$bin/.$f.new" "$bin/$f"
 done
 chmod a+rx "$bin"
+tunmode=$(stat -c %a /dev/net/tun)
+trap 'chmod "$tunmode" /dev/net/tun' EXIT
+chmod 0666 /dev/net/tun
 cat > "/home/$user/bench.sh" <<SH
 set -euo pipefail
 export XDG_RUNTIME_DIR=/tmp/xdg-$user; mkdir -p \$XDG_RUNTIME_DIR
@@ -31,14 +37,21 @@ now() { date +%s%N; }
 for i in \$(seq 1 $n); do
   s=\$(now); \$B run --rm --network none $ref true; e=\$(now); echo "berth \$(( (e - s) / 1000 ))"
   s=\$(now); \$P run --rm --network none $ref true; e=\$(now); echo "podman \$(( (e - s) / 1000 ))"
+  s=\$(now); \$B run --rm $ref true; e=\$(now); echo "berth-net \$(( (e - s) / 1000 ))"
+  s=\$(now); \$P run --rm $ref true; e=\$(now); echo "podman-net \$(( (e - s) / 1000 ))"
 done
 # Port-mapping throughput: 256 MiB from busybox httpd in the container,
-# fetched from the host through the published port, three times.
-id=\$(\$B run -d -p 127.0.0.1:18099:8080 $ref busybox sh -c 'busybox dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; exec busybox httpd -f -p 8080 -h /tmp')
-sleep 2
-for i in 1 2 3; do echo "tput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18099/big)"; done
-\$B rm -f \$id >/dev/null
-if \$P run -d --name bench-port -p 127.0.0.1:18098:8080 $ref busybox true >/dev/null 2>&1; then echo "podman-port yes"; \$P rm -f bench-port >/dev/null; else echo "podman-port no"; fi
+# fetched from the host through the published port, three times each.
+srv="busybox sh -c 'busybox dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; exec busybox httpd -f -p 8080 -h /tmp'"
+\$P rm -f -t 0 bench-port >/dev/null 2>&1 || true # a previous run's
+id=\$(eval "\$B run -d -p 127.0.0.1:18099:8080 $ref \$srv")
+eval "\$P run -d --name bench-port -p 127.0.0.1:18098:8080 $ref \$srv" >/dev/null
+sleep 3
+for i in 1 2 3; do
+  echo "tput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18099/big)"
+  echo "ptput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18098/big)"
+done
+\$B rm -f \$id >/dev/null; \$P rm -f -t 0 bench-port >/dev/null
 SH
 chown "$user:$user" "/home/$user/bench.sh"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -48,5 +61,8 @@ p=$(echo "$out" | awk '$1=="podman" {print $2}' | median)
 echo "machine: $(nproc) cores, $(uname -r); $(podman --version); rootless as $user, $n runs each, interleaved, medians"
 t=$(echo "$out" | awk '$1=="tput" {print $2}' | median)
 printf 'rootless run --rm (berth-runtime, no network): berth %.1f ms   podman %.1f ms   berth/podman %.3f\n' "$(echo "$b/1000" | bc -l)" "$(echo "$p/1000" | bc -l)" "$(echo "$b/$p" | bc -l)"
-printf 'rootless published port, 256 MiB over 127.0.0.1: berth %.0f MB/s (median of 3)' "$(echo "$t/1000000" | bc -l)"
-if echo "$out" | grep -q "podman-port yes"; then echo "; podman could publish (not timed here)"; else echo "; podman cannot publish a port here (slirp4netns needs /dev/net/tun)"; fi
+bn=$(echo "$out" | awk '$1=="berth-net" {print $2}' | median)
+pn=$(echo "$out" | awk '$1=="podman-net" {print $2}' | median)
+printf 'rootless run --rm (berth-runtime, default network: slirp4netns): berth %.1f ms   podman %.1f ms   berth/podman %.3f\n' "$(echo "$bn/1000" | bc -l)" "$(echo "$pn/1000" | bc -l)" "$(echo "$bn/$pn" | bc -l)"
+pt=$(echo "$out" | awk '$1=="ptput" {print $2}' | median)
+printf 'rootless published port, 256 MiB over 127.0.0.1 (medians of 3): berth %.0f MB/s   podman %.0f MB/s   berth/podman %.2f\n' "$(echo "$t/1000000" | bc -l)" "$(echo "$pt/1000000" | bc -l)" "$(echo "$t/$pt" | bc -l)"

@@ -102,10 +102,8 @@ func openStore(ctx context.Context) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rootless.Unprivileged() {
-		if self, err := os.Executable(); err == nil {
-			eng.PortProxy = []string{self, portProxyArg}
-		}
+	if self, err := os.Executable(); err == nil {
+		eng.PortProxy = []string{self, portProxyArg}
 	}
 	return &store{meta: eng.Meta, svc: eng.Images, eng: eng}, nil
 }

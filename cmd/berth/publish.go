@@ -66,6 +66,10 @@ func (f *runFlags) networkConfig(cfg *engine.Config) error {
 		cfg.Ports = append(cfg.Ports, ms...)
 	}
 	cfg.PublishAll = f.publishAll
+	if cfg.Network == engine.NetNone && (len(cfg.Ports) > 0 || cfg.PublishAll) && !rootless.Unprivileged() {
+		// An unprivileged user's are proxied into its loopback.
+		return fmt.Errorf("publishing ports (-p) needs a network (bridge or slirp4netns), not none: %w", errdefs.ErrInvalidArgument)
+	}
 	return nil
 }
 

@@ -83,9 +83,9 @@ func TestRootless(t *testing.T) {
 	if out, err := run("run --rm --network bridge " + img + " busybox true"); err == nil || !strings.Contains(out, "no bridge networks") {
 		t.Errorf("a bridge network: %v %q", err, out)
 	}
-	// A published port: through slirp4netns where the user may open
-	// /dev/net/tun; else (these machines make it 0600) through berth's
-	// user-space proxy into the container's namespace.
+	// A published port goes through berth's user-space proxy into the
+	// container's namespace: loopback alone here, where /dev/net/tun is
+	// 0600 (slirp4netns cannot run for a user), else slirp4netns's network.
 	port := freeHostPort(t)
 	out, err := run(fmt.Sprintf("run -d -p 127.0.0.1:%d:8080 %s sh -c 'echo hi-rootless > /data/i.html; exec busybox httpd -f -p 8080 -h /data'", port, img))
 	if err != nil {
@@ -95,9 +95,11 @@ func TestRootless(t *testing.T) {
 		t.Errorf("the published port from the host: %q", body)
 	}
 	must("rm -f " + strings.TrimSpace(out))
-	if out, _ := exec.Command("pgrep", "-u", user, "-f", "port-proxy|slirp4netns").Output(); len(out) > 0 {
+	// (-r: a killed one may wait a while for its reaping, a zombie.)
+	if out, _ := exec.Command("pgrep", "-r", "DRST", "-u", user, "-f", "port-proxy|slirp4netns").Output(); len(out) > 0 {
 		t.Errorf("the port's proxy left running after rm: %s", out)
 	}
+	rootlessSlirp(t, u, img)
 }
 
 // TestRootlessNoSubIDs: a user without subordinate ids gets root alone in
@@ -324,5 +326,40 @@ func TestFuseOverlay(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if out, _ := exec.Command("pgrep", "-af", "fuse-overlayfs.*"+id).Output(); len(out) > 0 {
 		t.Errorf("fuse-overlayfs left running after rm: %s", out)
+	}
+}
+
+// rootlessSlirp runs u's containers on slirp4netns, as on a host where a
+// user may open /dev/net/tun (Debian's usual 0666; the device's mode is
+// set so for the test and put back): the user's default network then,
+// with a published port through the proxy, and nothing left at rm.
+func rootlessSlirp(t *testing.T, u *rootlessUser, img string) {
+	if _, err := exec.LookPath("slirp4netns"); err != nil {
+		t.Log("slirp4netns not installed: its part skipped")
+		return
+	}
+	st, err := os.Stat("/dev/net/tun")
+	if err != nil {
+		t.Logf("no /dev/net/tun: slirp4netns's part skipped")
+		return
+	}
+	if st.Mode().Perm() != 0o666 {
+		os.Chmod("/dev/net/tun", 0o666)
+		defer os.Chmod("/dev/net/tun", st.Mode().Perm())
+	}
+	if out := u.must("run --rm " + img + " sh -c 'busybox ip -4 addr show tap0; busybox cat /etc/resolv.conf'"); !strings.Contains(out, "10.0.2.100/24") || !strings.Contains(out, "nameserver 10.0.2.3") {
+		t.Errorf("the default network of a user who may open /dev/net/tun: %q", out)
+	}
+	port := freeHostPort(t)
+	id := strings.TrimSpace(u.must(fmt.Sprintf("run -d -p 127.0.0.1:%d:8080 %s sh -c 'echo hi-slirp > /data/i.html; exec busybox httpd -f -p 8080 -h /data'", port, img)))
+	if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/i.html", port)); body != "hi-slirp\n" {
+		t.Errorf("a published port on slirp4netns: %q", body)
+	}
+	if out, _ := exec.Command("pgrep", "-u", u.name, "-f", "slirp4netns.*"+id).Output(); len(out) == 0 {
+		t.Errorf("no slirp4netns serving the container")
+	}
+	u.must("rm -f " + id)
+	if out, _ := exec.Command("pgrep", "-r", "DRST", "-u", u.name, "-f", "port-proxy|slirp4netns").Output(); len(out) > 0 {
+		t.Errorf("slirp4netns or the proxy left running after rm: %s", out)
 	}
 }

@@ -491,7 +491,7 @@ func (r streamRuntime) PortForward(ctx context.Context, id string, port int32, s
 	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE {
 		conn, err = (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "tcp", addr)
 	} else {
-		conn, err = network.DialInNetNS(nsPath(pid, "net"), addr, dialTimeout)
+		conn, err = network.DialInNetNS(nsPath(pid, "net"), "tcp", addr, dialTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("port forward to pod %s: %w", sb.ID, err)

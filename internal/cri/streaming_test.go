@@ -91,7 +91,7 @@ func TestDialInNetNS(t *testing.T) {
 		got, _ := io.ReadAll(c) // until the client's half-close
 		fmt.Fprintf(c, "got:%s", got)
 	}()
-	conn, err := network.DialInNetNS(ns, l.Addr().String(), dialTimeout)
+	conn, err := network.DialInNetNS(ns, "tcp", l.Addr().String(), dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

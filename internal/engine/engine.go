@@ -46,9 +46,9 @@ type Engine struct {
 	Monitor string
 	// Networks are the store's CNI networks.
 	Networks *network.Manager
-	// PortProxy, when set, is the command (argv) that publishes a
-	// --network none container's ports in user space (network.ServeProxy):
-	// an unprivileged user's berth, where slirp4netns cannot run. It gets
+	// PortProxy, when set, is the command (argv) that publishes the ports
+	// of a slirp4netns or --network none container in user space
+	// (network.ServeProxy), as an unprivileged user's berth must. It gets
 	// the namespace's path and the mappings (JSON).
 	PortProxy []string
 }

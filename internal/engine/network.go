@@ -134,13 +134,9 @@ func (e *Engine) netRequest(c metadata.Container, cfg Config) network.Request {
 // background (the runtime creates the container meanwhile); the returned
 // function waits for the attachment.
 func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (func() error, error) {
-	if cfg.Network == NetSlirp {
-		e.slirpDown(c) // what a crash or an exit without stop left
-		return func() error { return nil }, e.slirpUp(ctx, c, cfg)
-	}
-	if proxied(cfg) {
-		e.proxyDown(c)
-		return func() error { return nil }, e.proxyUp(c, cfg)
+	if userNet(cfg) {
+		e.userNetDown(c) // what a crash or an exit without stop left
+		return func() error { return nil }, e.userNetUp(c, cfg)
 	}
 	if cfg.Network != NetBridge {
 		return func() error { return nil }, nil
@@ -174,11 +170,8 @@ func (e *Engine) netUp(ctx context.Context, c metadata.Container, cfg Config) (f
 // interfaces, name entries, the namespace. It works from the record
 // alone, so it cleans up after a crash at any point of netUp.
 func (e *Engine) netDown(ctx context.Context, c metadata.Container, cfg Config) error {
-	if cfg.Network == NetSlirp {
-		return e.slirpDown(c)
-	}
-	if proxied(cfg) {
-		return e.proxyDown(c)
+	if userNet(cfg) {
+		return e.userNetDown(c)
 	}
 	if cfg.Network != NetBridge {
 		return nil

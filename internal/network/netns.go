@@ -94,33 +94,37 @@ func deleteLink(name string) {
 	exec.Command("ip", "link", "delete", name).Run()
 }
 
-// DialInNetNS dials addr (TCP) from inside the network namespace at nsPath. The
-// socket is made by a thread that joins the namespace and never comes
-// back: it stays locked, so the Go runtime ends it with the goroutine
-// instead of handing it, in the wrong namespace, to other goroutines. The
-// socket keeps the namespace it was made in.
-func DialInNetNS(nsPath, addr string, timeout time.Duration) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+// InNetNS runs fn on a thread that joins the network namespace at nsPath
+// and never comes back: it stays locked, so the Go runtime ends it with
+// the goroutine instead of handing it, in the wrong namespace, to other
+// goroutines. Sockets fn makes keep the namespace they were made in.
+func InNetNS(nsPath string, fn func() error) error {
+	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		ns, err := os.Open(nsPath)
 		if err != nil {
-			ch <- result{err: fmt.Errorf("network namespace: %w", err)}
+			errc <- fmt.Errorf("network namespace: %w", err)
 			return
 		}
 		defer ns.Close()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("network namespace %s: setns: %w", nsPath, err)}
+			errc <- fmt.Errorf("network namespace %s: setns: %w", nsPath, err)
 			return
 		}
-		// A literal address: no resolver goroutine runs on another thread.
-		c, err := net.DialTimeout("tcp", addr, timeout)
-		ch <- result{c, err}
+		errc <- fn()
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-errc
+}
+
+// DialInNetNS dials addr on network ("tcp", "udp") from inside the
+// network namespace at nsPath.
+func DialInNetNS(nsPath, network, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := InNetNS(nsPath, func() (err error) {
+		// A literal address: no resolver goroutine runs on another thread.
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
 }
