@@ -100,6 +100,7 @@ func TestRootless(t *testing.T) {
 		t.Errorf("the port's proxy left running after rm: %s", out)
 	}
 	rootlessSlirp(t, u, img)
+	rootlessFuse(t, u, img)
 }
 
 // TestRootlessNoSubIDs: a user without subordinate ids gets root alone in
@@ -361,5 +362,45 @@ func rootlessSlirp(t *testing.T, u *rootlessUser, img string) {
 	u.must("rm -f " + id)
 	if out, _ := exec.Command("pgrep", "-r", "DRST", "-u", u.name, "-f", "port-proxy|slirp4netns").Output(); len(out) > 0 {
 		t.Errorf("slirp4netns or the proxy left running after rm: %s", out)
+	}
+}
+
+// rootlessFuse runs u's containers on fuse-overlayfs inside its user
+// namespace (storage.mount_program in the user's berth.toml; berth's own
+// choice where the kernel refuses overlayfs there), as on a host where a
+// user may open /dev/fuse (Debian's usual 0666; set so for the test and
+// put back): the layers' whiteouts, opaque directories (user.overlay.*)
+// and owners hold, a write lands, and nothing is left at rm.
+func rootlessFuse(t *testing.T, u *rootlessUser, img string) {
+	prog, err := exec.LookPath("fuse-overlayfs")
+	if err != nil {
+		t.Log("fuse-overlayfs not installed: its part skipped")
+		return
+	}
+	st, err := os.Stat("/dev/fuse")
+	if err != nil {
+		t.Log("no /dev/fuse: fuse-overlayfs's part skipped")
+		return
+	}
+	if st.Mode().Perm() != 0o666 {
+		os.Chmod("/dev/fuse", 0o666)
+		defer os.Chmod("/dev/fuse", st.Mode().Perm())
+	}
+	conf := filepath.Join(u.home, ".config/berth/berth.toml")
+	old, _ := os.ReadFile(conf)
+	os.MkdirAll(filepath.Dir(conf), 0o755)
+	os.WriteFile(conf, append(append([]byte{}, old...), "\n[storage]\nmount_program = \""+prog+"\"\n"...), 0o644)
+	defer os.WriteFile(conf, old, 0o644)
+	id := strings.TrimSpace(u.must("run -d " + img + " sh -c 'echo new > /data/new; exec busybox sleep 60'"))
+	time.Sleep(200 * time.Millisecond)
+	if out := u.must("exec " + id + " sh -c 'busybox ls /data/dir; busybox ls /data/gone 2>/dev/null || echo gone; busybox stat -c %u /data/owned; busybox cat /data/new'"); out != "y\ngone\n1234\nnew\n" {
+		t.Errorf("a user's container on fuse-overlayfs: %q", out)
+	}
+	if out, _ := exec.Command("pgrep", "-u", u.name, "-f", "fuse-overlayfs.*"+id).Output(); len(out) == 0 {
+		t.Errorf("no fuse-overlayfs serving the container's rootfs")
+	}
+	u.must("rm -f " + id)
+	if out, _ := exec.Command("pgrep", "-r", "DRST", "-u", u.name, "fuse-overlayfs").Output(); len(out) > 0 {
+		t.Errorf("fuse-overlayfs left running after rm: %s", out)
 	}
 }
