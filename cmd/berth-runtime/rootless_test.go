@@ -56,7 +56,7 @@ func TestRootlessRuntime(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "xdg", "berth-runtime")); err != nil {
 		t.Errorf("no state directory under $XDG_RUNTIME_DIR: %v", err)
 	}
-	if out, err := as(`sed -i 's/"linux": {/"linux": {"resources": {"memory": {"limit": 20000000}},/' config.json && ` + rt + " run rl2"); err == nil || !strings.Contains(out, "no cgroup delegated") {
+	if out, err := as(`sed -i 's/"linux": {/"linux": {"resources": {"memory": {"limit": 20000000}},/' config.json && ` + rt + " run rl2"); err == nil || !strings.Contains(out, "no memory cgroup delegated") {
 		t.Errorf("a memory limit without a delegated cgroup: %v %q", err, out)
 	}
 }
