@@ -335,19 +335,11 @@ func TestFuseOverlay(t *testing.T) {
 // set so for the test and put back): the user's default network then,
 // with a published port through the proxy, and nothing left at rm.
 func rootlessSlirp(t *testing.T, u *rootlessUser, img string) {
-	if _, err := exec.LookPath("slirp4netns"); err != nil {
-		t.Log("slirp4netns not installed: its part skipped")
+	_, restore := openToUsers(t, "slirp4netns", "/dev/net/tun")
+	if restore == nil {
 		return
 	}
-	st, err := os.Stat("/dev/net/tun")
-	if err != nil {
-		t.Logf("no /dev/net/tun: slirp4netns's part skipped")
-		return
-	}
-	if st.Mode().Perm() != 0o666 {
-		os.Chmod("/dev/net/tun", 0o666)
-		defer os.Chmod("/dev/net/tun", st.Mode().Perm())
-	}
+	defer restore()
 	if out := u.must("run --rm " + img + " sh -c 'busybox ip -4 addr show tap0; busybox cat /etc/resolv.conf'"); !strings.Contains(out, "10.0.2.100/24") || !strings.Contains(out, "nameserver 10.0.2.3") {
 		t.Errorf("the default network of a user who may open /dev/net/tun: %q", out)
 	}
@@ -372,20 +364,11 @@ func rootlessSlirp(t *testing.T, u *rootlessUser, img string) {
 // put back): the layers' whiteouts, opaque directories (user.overlay.*)
 // and owners hold, a write lands, and nothing is left at rm.
 func rootlessFuse(t *testing.T, u *rootlessUser, img string) {
-	prog, err := exec.LookPath("fuse-overlayfs")
-	if err != nil {
-		t.Log("fuse-overlayfs not installed: its part skipped")
+	prog, restore := openToUsers(t, "fuse-overlayfs", "/dev/fuse")
+	if restore == nil {
 		return
 	}
-	st, err := os.Stat("/dev/fuse")
-	if err != nil {
-		t.Log("no /dev/fuse: fuse-overlayfs's part skipped")
-		return
-	}
-	if st.Mode().Perm() != 0o666 {
-		os.Chmod("/dev/fuse", 0o666)
-		defer os.Chmod("/dev/fuse", st.Mode().Perm())
-	}
+	defer restore()
 	conf := filepath.Join(u.home, ".config/berth/berth.toml")
 	old, _ := os.ReadFile(conf)
 	os.MkdirAll(filepath.Dir(conf), 0o755)
@@ -403,4 +386,23 @@ func rootlessFuse(t *testing.T, u *rootlessUser, img string) {
 	if out, _ := exec.Command("pgrep", "-r", "DRST", "-u", u.name, "fuse-overlayfs").Output(); len(out) > 0 {
 		t.Errorf("fuse-overlayfs left running after rm: %s", out)
 	}
+}
+
+// openToUsers makes the device dev usable by every user (Debian's usual
+// 0666; these machines make some root's alone) for the part of a test that
+// needs tool. It returns the tool's path and what puts the device's mode
+// back, or a nil func, the part skipped, when either is missing.
+func openToUsers(t *testing.T, tool, dev string) (string, func()) {
+	prog, err := exec.LookPath(tool)
+	if err != nil {
+		t.Logf("%s not installed: its part skipped", tool)
+		return "", nil
+	}
+	st, err := os.Stat(dev)
+	if err != nil {
+		t.Logf("no %s: %s's part skipped", dev, tool)
+		return "", nil
+	}
+	os.Chmod(dev, 0o666)
+	return prog, func() { os.Chmod(dev, st.Mode().Perm()) }
 }
