@@ -18,7 +18,7 @@ BUILD_ENV := CC=musl-gcc CGO_CFLAGS="-O2 -idirafter /usr/include -idirafter /usr
 MONITOR_CC := $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo gcc)
 MONITOR_CFLAGS := -static -Os -s -Wall -Wextra -Werror
 
-.PHONY: build test bench install clean conformance
+.PHONY: build test bench install clean conformance e2e-kubelet
 
 build: $(MUSL_LIB)/libseccomp.a
 	$(BUILD_ENV) $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
@@ -40,6 +40,10 @@ test: build
 
 bench: build
 	bash bench/runtime.sh
+
+e2e-kubelet: build
+	# A real kubelet (built from the Go module proxy, cached) running static pods on a berthd.
+	bash contrib/kubelet.sh
 
 conformance: build
 	bash ../shared/conformance/oci-validation/run.sh $(CURDIR)/$(BIN)/berth-runtime

@@ -38,11 +38,12 @@ stop_kubelet() {
   mountpoint -q "$work/kroot" && umount "$work/kroot" || true
 }
 trap 'stop_kubelet; [ -n "${berthd_pid:-}" ] && stop_berthd; undo_host' EXIT
+trap 'exit 1' TERM INT
 
 # measure LABEL ENDPOINT: K pods, prints "LABEL MS" per pod.
 measure() {
   local label=$1 ep=$2 C="$crictl --runtime-endpoint $2 --image-endpoint $2"
-  $C pull "$img" >/dev/null
+  $C pull "$img" >/dev/null 2>&1
   rm -rf "$work/manifests" "$work/kroot"; mkdir -p "$work/manifests" "$work/kroot"
   cat > "$work/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -93,7 +94,7 @@ YAML
     t1=$(date +%s%N)
     [ -n "$ok" ] && echo "$label $(( (t1 - t0) / 1000000 ))" || echo "$label timeout"
     rm -f "$work/manifests/$name.yaml"
-    for _ in $(seq 1 600); do [ -z "$($C pods -q --name "$name-kubelet-bench" 2>/dev/null)" ] && break; sleep 0.1; done
+    for _ in $(seq 1 600); do [ -z "$($C pods -q --name "$name-kubelet-bench" --state Ready 2>/dev/null)" ] && break; sleep 0.1; done
   done
   stop_kubelet
   for p in $($C pods -q --label kubelet-bench=1 2>/dev/null); do $C stopp "$p" >/dev/null 2>&1; $C rmp "$p" >/dev/null 2>&1; done

@@ -44,7 +44,8 @@ done
 # fetched from the host through the published port, five times each, alternating.
 srv="busybox sh -c 'busybox dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; exec busybox httpd -f -p 8080 -h /tmp'"
 \$P rm -f -t 0 bench-port >/dev/null 2>&1 || true # a previous run's
-id=\$(eval "\$B run -d -p 127.0.0.1:18099:8080 $ref \$srv")
+\$B ps -aq --filter label=berth-bench-port | xargs -r \$B rm -f >/dev/null
+id=\$(eval "\$B run -d --label berth-bench-port=1 -p 127.0.0.1:18099:8080 $ref \$srv")
 eval "\$P run -d --name bench-port -p 127.0.0.1:18098:8080 $ref \$srv" >/dev/null
 sleep 3
 for i in 1 2 3 4 5; do

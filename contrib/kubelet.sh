@@ -4,7 +4,10 @@
 # berthd of its own, on a fresh store whose registries.conf maps registry.k8s.io
 # to the local registry with the critest fixtures. Keeps the kubelet's log (the
 # script removes its directory) in $work/kubelet.log and prints the CRI errors
-# the kubelet logged. Last line: the script's "kubelet: N passed, N failed".
+# the kubelet logged, and checks, once both pods run, that the kubelet's stats
+# summary (/stats/summary, built from berthd's container stats) has their
+# containers' CPU, memory, root file system and log numbers. Last line: the
+# script's "kubelet: N passed, N failed".
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=$here/../shared/conformance
@@ -26,7 +29,17 @@ touch "$work/start"
   done
 ) > "$work/kubelet.log" &
 tailer=$!
-trap 'kill $tailer 2>/dev/null; stop_berthd' EXIT
+# The kubelet's stats summary while both pods run.
+(
+  for _ in $(seq 1 120); do
+    [ "$(crictl --runtime-endpoint "unix://$berthd_sock" ps -q --state Running 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.5
+  done
+  sleep 1
+  curl -sk https://127.0.0.1:10350/stats/summary
+) > "$work/summary.json" 2>/dev/null &
+summary=$!
+trap 'kill $tailer $summary 2>/dev/null; stop_berthd' EXIT
 bash "$shared/kubelet/run-static-pods.sh" "unix://$berthd_sock" | tee "$work/kubelet.out" | grep -v '^kubelet:' || true
 sleep 0.5
 # The kubelet's errors about the runtime: its CRI client's, and the calls it
@@ -34,4 +47,16 @@ sleep 0.5
 grep -E '^E[0-9]{4} ' "$work/kubelet.log" | grep -Ei 'rpc error|remote_runtime|remote_image|runtime service|CRI' > "$work/cri-errors.log" || true
 echo "kubelet CRI errors: $(wc -l < "$work/cri-errors.log") (in $work/cri-errors.log)"
 sed -n 's/^\(E[0-9]\{4\} [0-9:.]*\) *[0-9]* \([^]]*\]\) \(.\{0,200\}\).*/  \1 \2 \3/p' "$work/cri-errors.log" | head -20
+python3 - "$work/summary.json" <<'PY' || true
+import json, sys
+try:
+    pods = json.load(open(sys.argv[1])).get("pods", [])
+except ValueError:
+    pods = []
+ok = [p["podRef"]["name"] for p in pods for c in p.get("containers", [])
+      if c.get("cpu", {}).get("usageCoreNanoSeconds", 0) > 0 and c.get("memory", {}).get("workingSetBytes", 0) > 0
+      and "usedBytes" in c.get("rootfs", {}) and "usedBytes" in c.get("logs", {})]
+print("kubelet stats summary: %s (containers with CPU, memory, rootfs and log figures: %s)"
+      % ("ok" if len(ok) >= 2 else "not ok", ", ".join(ok) or "none"))
+PY
 tail -1 "$work/kubelet.out"
