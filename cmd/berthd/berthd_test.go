@@ -524,3 +524,90 @@ func TestRuntimeHandler(t *testing.T) {
 	d.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	d.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 }
+
+// TestImageVolumes: a container with an image's files mounted read-only
+// (the kubelet's image volumes), whole and by a sub-path; the image's
+// binaries run from there, a write fails; the status reports the image's
+// ID; bad mounts are refused leaving nothing; the mounts outlive the
+// image's removal and a berthd restart, and go with the container.
+func TestImageVolumes(t *testing.T) {
+	reg := testbin.RuntimeRegistry(t)
+	pause, app := testbin.PushBusybox(t, reg)
+	d := startDaemon(t, pause)
+	ctx := context.Background()
+	pulled, err := d.images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podCfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "iv", Namespace: "test", Uid: "u-iv"},
+		LogDirectory: filepath.Join(d.dir, "logs"), Linux: &runtime.LinuxPodSandboxConfig{}}
+	pod, err := d.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(name string, mounts ...*runtime.Mount) (string, error) {
+		c, err := d.client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
+			Config: &runtime.ContainerConfig{Metadata: &runtime.ContainerMetadata{Name: name}, Image: &runtime.ImageSpec{Image: app},
+				Command: []string{"busybox", "sleep", "600"}, LogPath: name + ".log", Mounts: mounts, Linux: &runtime.LinuxContainerConfig{}}})
+		return c.GetContainerId(), err
+	}
+	vol := func(path, sub string, ro bool) *runtime.Mount {
+		return &runtime.Mount{ContainerPath: path, Readonly: ro, Image: &runtime.ImageSpec{Image: app}, ImageSubPath: sub}
+	}
+	mounted := func(id string) bool {
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		return strings.Contains(string(b), filepath.Join(id, "image-volumes"))
+	}
+	for _, bad := range []*runtime.Mount{vol("/iv", "", false), vol("/iv", "../..", true), vol("/iv", "nosuch", true),
+		{ContainerPath: "/iv", Readonly: true, Image: &runtime.ImageSpec{Image: reg + "/berth-test/nosuch:1"}}} {
+		if _, err := create("bad", bad); err == nil {
+			t.Errorf("image volume %+v accepted", bad)
+		}
+	}
+	if out := d.mustCrictl("ps", "-a", "-q"); out != "" {
+		t.Errorf("refused image volumes left containers: %q", out)
+	}
+	id, err := create("iv", vol("/iv", "", true), vol("/ivbin", "bin", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for cmd, ok := range map[string]bool{"/iv/bin/busybox true": true, "/ivbin/busybox true": true, "busybox ls /ivbin/sh": true,
+			"busybox touch /iv/x": false, "busybox ls /iv/etc": true} {
+			r, err := d.client.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: strings.Fields(cmd), Timeout: 10})
+			if err != nil || (r.ExitCode == 0) != ok {
+				t.Errorf("%s: %s: %v %+v, want success %v", when, cmd, err, r, ok)
+			}
+		}
+	}
+	check("started")
+	st, err := d.client.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := 0
+	for _, m := range st.Status.Mounts {
+		if m.Image != nil && m.Image.ImageRef == pulled.ImageRef {
+			refs++
+		}
+	}
+	if refs != 2 {
+		t.Errorf("the status's image volumes with the image's ID %s: %d of 2: %+v", pulled.ImageRef, refs, st.Status.Mounts)
+	}
+	// The CRI removes an image in use (as containerd does): its layers
+	// stay while a container's root or volume needs them.
+	if _, err := d.images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: app}}); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	d.start()
+	check("after the image's removal and a berthd restart")
+	d.mustCrictl("rm", "-f", id)
+	if mounted(id) {
+		t.Error("the image volumes are still mounted after rm")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -70,7 +71,7 @@ func (s *Server) containerConfig(sb metadata.Container, infraPid int, sbCfg *run
 		ec.Entrypoint, ec.EntrypointSet = cfg.Command, true
 	}
 	for _, kv := range cfg.Envs {
-		ec.Env = append(ec.Env, kv.Key+"="+kv.Value)
+		ec.Env = append(ec.Env, kv.Key+"="+string(kv.Value))
 	}
 	if sbCfg.LogDirectory != "" && cfg.LogPath != "" {
 		ec.LogPath = filepath.Join(sbCfg.LogDirectory, cfg.LogPath)
@@ -110,7 +111,12 @@ func (s *Server) containerConfig(sb metadata.Container, infraPid int, sbCfg *run
 	ec.CgroupParent = cmp.Or(sbCfg.GetLinux().GetCgroupParent(), s.cfg.CgroupParent)
 	for _, mnt := range cfg.Mounts {
 		if mnt.Image != nil && mnt.Image.Image != "" {
-			return ec, fmt.Errorf("mount %s: image volumes: %w", mnt.ContainerPath, errdefs.ErrNotImplemented)
+			v, err := s.imageVolume(mnt)
+			if err != nil {
+				return ec, err
+			}
+			ec.ImageVolumes = append(ec.ImageVolumes, v)
+			continue
 		}
 		m, err := mount(mnt)
 		if err != nil {
@@ -221,6 +227,32 @@ func mount(m *runtime.Mount) (specs.Mount, error) {
 		opts = append(opts, "rro")
 	}
 	return specs.Mount{Destination: m.ContainerPath, Type: "bind", Source: m.HostPath, Options: opts}, nil
+}
+
+// imageVolume maps a mount of an image (the kubelet's image volumes, which
+// it pulls first): read-only, as the CRI requires; a sub-path is a
+// relative path inside the image. The mount's image_ref is set to the
+// image's ID, which ContainerStatus reports.
+func (s *Server) imageVolume(m *runtime.Mount) (engine.ImageVolume, error) {
+	if !filepath.IsAbs(m.ContainerPath) {
+		return engine.ImageVolume{}, fmt.Errorf("mount %s: the container path must be absolute: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
+	}
+	if !m.Readonly {
+		return engine.ImageVolume{}, fmt.Errorf("mount %s: an image volume is read-only: %w", m.ContainerPath, errdefs.ErrInvalidArgument)
+	}
+	sub := m.ImageSubPath
+	if sub != "" {
+		sub = path.Clean(sub)
+		if path.IsAbs(sub) || sub == ".." || strings.HasPrefix(sub, "../") {
+			return engine.ImageVolume{}, fmt.Errorf("mount %s: image sub-path %q must stay inside the image: %w", m.ContainerPath, m.ImageSubPath, errdefs.ErrInvalidArgument)
+		}
+	}
+	img, err := s.eng.Images.LookupOne(context.Background(), m.Image.Image)
+	if err != nil {
+		return engine.ImageVolume{}, fmt.Errorf("mount %s: image %s (the kubelet pulls it first): %w", m.ContainerPath, m.Image.Image, err)
+	}
+	m.Image.ImageRef = imageID(img)
+	return engine.ImageVolume{Image: imageID(img), Destination: m.ContainerPath, SubPath: sub}, nil
 }
 
 // device maps a host device; permissions are r, w and m letters.

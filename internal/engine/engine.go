@@ -95,6 +95,8 @@ type Config struct {
 	Rlimits    []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	Remove     bool                `json:"remove,omitempty"`
 	LogMaxSize int64               `json:"logMaxSize,omitempty"`
+	// ImageVolumes are stored images' files, read-only, in the container.
+	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
 	// CgroupParent is the cgroup the container's goes under (default
 	// /berth): a path in each hierarchy, relative to the runtime's own
 	// cgroup unless absolute.
@@ -264,6 +266,11 @@ func (e *Engine) writeBundle(ctx context.Context, c metadata.Container, cfg Conf
 	if err != nil {
 		return err
 	}
+	ivs, err := e.imageVolumeMounts(ctx, c, cfg)
+	if err != nil {
+		return err
+	}
+	vols = append(vols, ivs...)
 	po.ID, po.Image, po.Rootfs = c.ID, img, rootfs
 	po.Entrypoint, po.EntrypointSet, po.Args = cfg.Entrypoint, cfg.EntrypointSet, cfg.Args
 	po.Env, po.HostEnv, po.WorkDir, po.User, po.Hostname = cfg.Env, os.LookupEnv, cfg.WorkDir, cfg.User, cfg.Hostname
@@ -526,6 +533,9 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	dir := e.dir(c.ID)
 	unix.Unmount(filepath.Join(dir, "rootfs"), unix.MNT_DETACH)
 	var errs []error
+	if err := e.releaseImageVolumes(ctx, c); err != nil {
+		errs = append(errs, err)
+	}
 	if err := e.Images.Snapshots.Remove(ctx, c.Snapshot); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, err)
 	}

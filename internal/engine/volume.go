@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/metadata"
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -314,4 +316,62 @@ func AnonymousVolumes(c metadata.Container) []string {
 		}
 	}
 	return out
+}
+
+// ImageVolume is a stored image's files, read-only, at Destination in a
+// container (the CRI's image volumes): its directory SubPath, or its root.
+type ImageVolume struct {
+	Image       string `json:"image"` // the image's ID
+	Destination string `json:"destination"`
+	SubPath     string `json:"subPath,omitempty"`
+}
+
+// imageVolumeDir is where c's image volume i is mounted on the host (a
+// read-only view of the image, the store's "mount:" snapshot of this path).
+func (e *Engine) imageVolumeDir(id string, i int) string {
+	return filepath.Join(e.dir(id), "image-volumes", strconv.Itoa(i))
+}
+
+// imageVolumeMounts mounts cfg's image volumes on the host, unless they
+// are mounted already (a restart), and binds them read-only, executables
+// allowed. A sub-path is resolved inside the image, so that its symlinks
+// cannot lead out of it.
+func (e *Engine) imageVolumeMounts(ctx context.Context, c metadata.Container, cfg Config) ([]specs.Mount, error) {
+	var ms []specs.Mount
+	for i, v := range cfg.ImageVolumes {
+		target := e.imageVolumeDir(c.ID, i)
+		if ok, err := mountinfo.Mounted(target); err != nil || !ok {
+			e.Images.Unmount(ctx, target) // a view left by a lost runroot (reboot), if any
+			if _, err := e.Images.Mount(ctx, v.Image, target); err != nil {
+				return nil, fmt.Errorf("image volume %s: %w", v.Destination, err)
+			}
+		}
+		src := target
+		if v.SubPath != "" {
+			var err error
+			if src, err = securejoin.SecureJoin(target, v.SubPath); err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("image volume %s: sub-path %s is not in image %s: %w", v.Destination, v.SubPath, v.Image, errdefs.ErrInvalidArgument)
+			}
+		}
+		ms = append(ms, specs.Mount{Destination: v.Destination, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
+	}
+	return ms, nil
+}
+
+// releaseImageVolumes unmounts c's image volumes and drops their views.
+func (e *Engine) releaseImageVolumes(ctx context.Context, c metadata.Container) error {
+	cfg, err := config(c)
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for i := range cfg.ImageVolumes {
+		if err := e.Images.Unmount(ctx, e.imageVolumeDir(c.ID, i)); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
