@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/procfs"
 	"github.com/opencontainers/cgroups"
 )
 
@@ -55,18 +56,11 @@ func descendants(pid int) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		st, err := procfs.ReadStat(p)
 		if err != nil {
 			continue
 		}
-		// The fields after the command (which may hold spaces and parentheses).
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		if i < 0 || len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], p)
+		children[st.PPid()] = append(children[st.PPid()], p)
 	}
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {

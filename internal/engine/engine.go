@@ -30,6 +30,7 @@ import (
 	"github.com/berthdev/berth/internal/monitor"
 	"github.com/berthdev/berth/internal/network"
 	"github.com/berthdev/berth/internal/ociruntime"
+	"github.com/berthdev/berth/internal/procfs"
 	"github.com/berthdev/berth/internal/specgen"
 	"github.com/moby/sys/mountinfo"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -543,7 +544,7 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	// started) writes its exit into dir: the files go once it is gone.
 	<-deleted
 	if pid := readPid(filepath.Join(dir, monitor.MonitorPid)); pid > 0 {
-		for i := 0; i < 200 && alive(pid); i++ {
+		for i := 0; i < 200 && procfs.Runs(pid, c.ID); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}

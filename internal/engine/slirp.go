@@ -16,6 +16,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/network"
+	"github.com/berthdev/berth/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,8 +73,7 @@ func (e *Engine) stopHelper(c metadata.Container, kind string) {
 	if pid := readPid(pidFile); pid > 0 {
 		// The pidfd holds the process: the check and the kill are of one.
 		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-			if err == nil && strings.Contains(string(b), ns) && unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
+			if procfs.Runs(pid, ns) && unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
 				unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 2000)
 			}
 			unix.Close(fd)
@@ -175,7 +175,7 @@ func (e *Engine) proxyUp(c metadata.Container, cfg Config) error {
 			conn.Close()
 			return nil
 		}
-		if !alive(cmd.Process.Pid) {
+		if !procfs.Runs(cmd.Process.Pid, e.netnsPath(c.ID)) {
 			return fmt.Errorf("container %s: port proxy: %s: %w", c.Name, e.helperLog(c, portProxy), errdefs.ErrUnavailable)
 		}
 		time.Sleep(10 * time.Millisecond)

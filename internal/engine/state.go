@@ -13,6 +13,7 @@ import (
 	"github.com/berthdev/berth/internal/metadata"
 	"github.com/berthdev/berth/internal/monitor"
 	"github.com/berthdev/berth/internal/ociruntime"
+	"github.com/berthdev/berth/internal/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -52,7 +53,7 @@ func (e *Engine) State(ctx context.Context, c metadata.Container) (State, error)
 		st.Status = StatusCreated
 		return st, nil
 	}
-	if alive(monPid) {
+	if procfs.Runs(monPid, c.ID) {
 		st.Status, st.Pid = StatusRunning, readPid(filepath.Join(dir, monitor.PidFile))
 		if st.StartedAt.IsZero() {
 			st.Status = StatusCreated // created by its monitor, not started
@@ -79,16 +80,6 @@ func readPid(path string) int {
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
-}
-
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 // Wait blocks until c has exited and returns its exit code.
@@ -132,7 +123,7 @@ func (e *Engine) ReopenLog(ctx context.Context, c metadata.Container) error {
 		return err
 	}
 	pid := readPid(filepath.Join(e.dir(c.ID), monitor.MonitorPid))
-	if st.Status != StatusRunning || pid == 0 || !alive(pid) {
+	if st.Status != StatusRunning || !procfs.Runs(pid, c.ID) {
 		return fmt.Errorf("container %s is not running: %w", c.Name, errdefs.ErrFailedPrecond)
 	}
 	if err := unix.Kill(pid, unix.SIGUSR1); err != nil {

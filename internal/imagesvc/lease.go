@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthdev/berth/internal/metadata"
+	"github.com/berthdev/berth/internal/procfs"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -39,24 +40,14 @@ func owner(pid int) string {
 	return strings.TrimSpace(string(boot)) + "/" + strconv.Itoa(pid) + "/" + start
 }
 
-// startTime is field 22 of /proc/PID/stat (in clock ticks since boot),
-// which tells a process from a later one that reuses its pid.
+// startTime is pid's start time, which tells it from a later process that
+// reuses the pid; "" when it is gone.
 func startTime(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return ""
 	}
-	// The command name (field 2) may hold spaces and parentheses: fields
-	// are counted after its last ')'.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
+	return strconv.FormatUint(st.StartTime(), 10)
 }
 
 // ownerAlive reports whether the process a lease label names still runs.

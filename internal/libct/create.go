@@ -15,6 +15,7 @@ import (
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/libct/cgroups"
+	"github.com/berthdev/berth/internal/procfs"
 	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -214,9 +215,11 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		c.CgroupPaths = cg.Paths()
 	}
 	c.Pid = p.pid
-	if c.PidStart, _, err = procStart(p.pid); err != nil {
+	st, err := procfs.ReadStat(p.pid)
+	if err != nil {
 		return nil, fmt.Errorf("container init exited: %w", err)
 	}
+	c.PidStart = st.StartTime()
 	cfg.CgroupPaths = c.CgroupPaths
 	cfg.CgroupUnified, cfg.CgroupMounts = cgroupMounts(c.CgroupPaths)
 	cfg.State = &specs.State{Version: specs.Version, ID: id, Status: Creating, Pid: p.pid, Bundle: bundle, Annotations: spec.Annotations}

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/berthdev/berth/internal/errdefs"
 	"github.com/berthdev/berth/internal/fsutil"
 	"github.com/berthdev/berth/internal/libct/cgroups"
+	"github.com/berthdev/berth/internal/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -214,30 +213,11 @@ func (c *Container) initAlive() bool {
 	if c.Pid <= 0 {
 		return false
 	}
-	st, state, err := procStart(c.Pid)
-	if err != nil || state == 'Z' || state == 'X' {
+	st, err := procfs.ReadStat(c.Pid)
+	if err != nil || st.State() == 'Z' || st.State() == 'X' {
 		return false
 	}
-	return st == c.PidStart
-}
-
-// procStart reads the start time (field 22) and state of a process.
-func procStart(pid int) (uint64, byte, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+2:])
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	st, err := strconv.ParseUint(f[19], 10, 64)
-	return st, f[0][0], err
+	return st.StartTime() == c.PidStart
 }
 
 func (c *Container) cgroups() *cgroups.Manager {

@@ -1,0 +1,44 @@
+package procfs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestReadStatAndRuns(t *testing.T) {
+	st, err := ReadStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PPid() != os.Getppid() || st.StartTime() == 0 || (st.State() != 'R' && st.State() != 'S') {
+		t.Errorf("own stat: ppid %d (want %d), start %d, state %c", st.PPid(), os.Getppid(), st.StartTime(), st.State())
+	}
+	// A command name with a space and a parenthesis.
+	prog := filepath.Join(t.TempDir(), "x) mark-42")
+	if b, err := os.ReadFile("/bin/sleep"); err != nil || os.WriteFile(prog, b, 0o755) != nil {
+		t.Skip("no /bin/sleep to copy")
+	}
+	cmd := exec.Command(prog, "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if st, err := ReadStat(cmd.Process.Pid); err != nil || st.PPid() != os.Getpid() {
+		t.Errorf("a child's stat: %v %v", st, err)
+	}
+	if !Runs(cmd.Process.Pid, "mark-42") || Runs(cmd.Process.Pid, "other-mark") {
+		t.Error("Runs: the child's mark")
+	}
+	cmd.Process.Kill()
+	time.Sleep(100 * time.Millisecond) // dead, not reaped: a zombie
+	if Runs(cmd.Process.Pid, "mark-42") {
+		t.Error("Runs: a zombie counts as running")
+	}
+	cmd.Wait()
+	if _, err := ReadStat(cmd.Process.Pid); err == nil {
+		t.Error("the stat of a reaped process")
+	}
+}
