@@ -141,6 +141,9 @@ func (m *Manager) Own() (*Manager, error) {
 		if _, seen := denied[p]; !seen {
 			err := os.MkdirAll(p, 0o755)
 			if err != nil && !errors.Is(err, os.ErrPermission) && !errors.Is(err, unix.EROFS) {
+				if made, merr := newManager(kept); len(kept) > 0 && merr == nil {
+					made.Destroy()
+				}
 				return nil, fmt.Errorf("cgroups: %w", err)
 			}
 			denied[p] = err != nil
