@@ -544,9 +544,7 @@ func (e *Engine) cleanup(ctx context.Context, c metadata.Container) error {
 	// started) writes its exit into dir: the files go once it is gone.
 	<-deleted
 	if pid := readPid(filepath.Join(dir, monitor.MonitorPid)); pid > 0 {
-		for i := 0; i < 200 && procfs.Runs(pid, c.ID); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
+		procfs.End(pid, c.ID, 0, 2*time.Second)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)

@@ -71,13 +71,7 @@ func (e *Engine) helperLog(c metadata.Container, kind string) string {
 func (e *Engine) stopHelper(c metadata.Container, kind string) {
 	pidFile, ns := e.helperPid(c.ID, kind), e.netnsPath(c.ID)
 	if pid := readPid(pidFile); pid > 0 {
-		// The pidfd holds the process: the check and the kill are of one.
-		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-			if procfs.Runs(pid, ns) && unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
-				unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 2000)
-			}
-			unix.Close(fd)
-		}
+		procfs.End(pid, ns, unix.SIGKILL, 2*time.Second)
 	}
 	os.Remove(pidFile)
 }

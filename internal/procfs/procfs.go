@@ -8,6 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Stat is /proc/PID/stat from field 3 on, the fields after the command
@@ -53,4 +56,34 @@ func Runs(pid int, mark string) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	// A zombie's command line reads empty.
 	return err == nil && bytes.Contains(b, []byte(mark))
+}
+
+// End waits up to timeout for pid to end, when it is still the process
+// marked so (Runs), first sending it sig unless that is 0. A pidfd holds
+// the process, so the check, the signal and the wait are of the same one;
+// the wait takes no polling. It reports whether the process is gone.
+func End(pid int, mark string, sig unix.Signal, timeout time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return true // gone already
+	}
+	defer unix.Close(fd)
+	if !Runs(pid, mark) {
+		return true
+	}
+	if sig != 0 && unix.PidfdSendSignal(fd, sig, nil, 0) != nil {
+		return !Runs(pid, mark)
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(timeout); ; {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestReadStatAndRuns(t *testing.T) {
@@ -40,5 +42,29 @@ func TestReadStatAndRuns(t *testing.T) {
 	cmd.Wait()
 	if _, err := ReadStat(cmd.Process.Pid); err == nil {
 		t.Error("the stat of a reaped process")
+	}
+}
+
+func TestEnd(t *testing.T) {
+	prog := filepath.Join(t.TempDir(), "mark-7")
+	if b, err := os.ReadFile("/bin/sleep"); err != nil || os.WriteFile(prog, b, 0o755) != nil {
+		t.Skip("no /bin/sleep to copy")
+	}
+	cmd := exec.Command(prog, "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	go cmd.Wait()
+	time.Sleep(50 * time.Millisecond)
+	pid := cmd.Process.Pid
+	if !End(pid, "other-mark", unix.SIGKILL, time.Second) || !Runs(pid, "mark-7") {
+		t.Fatal("End signalled a process of another mark")
+	}
+	if start := time.Now(); End(pid, "mark-7", 0, 100*time.Millisecond) || time.Since(start) < 100*time.Millisecond {
+		t.Error("End without a signal: a running process reported gone, or no wait")
+	}
+	if start := time.Now(); !End(pid, "mark-7", unix.SIGTERM, 2*time.Second) || time.Since(start) > time.Second {
+		t.Errorf("End with SIGTERM: not gone, or slow (%v)", time.Since(start))
 	}
 }
