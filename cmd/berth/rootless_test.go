@@ -75,6 +75,10 @@ func TestRootless(t *testing.T) {
 	if out := must("exec " + id + " busybox cat /proc/self/uid_map"); !strings.Contains(out, strconv.Itoa(sub)) {
 		t.Errorf("the container's uid map: %q", out)
 	}
+	// No cgroup delegated: stats says what it cannot know, and the rest.
+	if out := must("stats --no-stream --format '{{.MemUsage}} {{.PIDS}}' " + id); out != "-- / -- 1\n" {
+		t.Errorf("stats of a container without a cgroup: %q", out)
+	}
 	must("rm -f " + id)
 	if out, err := run("run --rm -m 20m " + img + " busybox true"); err == nil || !strings.Contains(out, "no memory cgroup delegated") {
 		t.Errorf("a memory limit without a delegated cgroup: %v %q", err, out)

@@ -131,12 +131,15 @@ func newStatsRow(st engine.Stats) statsRow {
 	if !st.Running {
 		return r
 	}
+	r.NetIO = humanSize(int64(st.NetInput)) + " / " + humanSize(int64(st.NetOutput))
+	r.PIDS = fmt.Sprint(st.PIDs)
+	if st.NoCgroup {
+		return r // the rest is read from its cgroups
+	}
 	r.CPUPerc = fmt.Sprintf("%.2f%%", st.CPU)
 	r.MemUsage = humanSize(int64(st.MemUsage)) + " / " + humanSize(int64(st.MemLimit))
 	r.MemPerc = fmt.Sprintf("%.2f%%", st.MemPerc)
-	r.NetIO = humanSize(int64(st.NetInput)) + " / " + humanSize(int64(st.NetOutput))
 	r.BlockIO = humanSize(int64(st.BlockInput)) + " / " + humanSize(int64(st.BlockOutput))
-	r.PIDS = fmt.Sprint(st.PIDs)
 	return r
 }
 

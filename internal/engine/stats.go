@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -31,6 +32,9 @@ type Stats struct {
 	BlockInput  uint64  `json:"BlockInput"`
 	BlockOutput uint64  `json:"BlockOutput"`
 	PIDs        uint64  `json:"PIDs"`
+	// NoCgroup: the container has no cgroup of its own (an unprivileged
+	// user's without a delegated one); only PIDs and the network are known.
+	NoCgroup bool `json:"NoCgroup,omitempty"`
 }
 
 // Stats samples c; prev, the previous sample of c (or nil), makes CPU the
@@ -46,6 +50,13 @@ func (e *Engine) Stats(ctx context.Context, c metadata.Container, prev *Stats) (
 	}
 	s.Running = true
 	d, err := CgroupOf(st.Pid, c.ID)
+	if errors.Is(err, errNoCgroup) {
+		s.NoCgroup = true
+		pids, _ := descendants(st.Pid)
+		s.PIDs = uint64(len(pids))
+		s.NetInput, s.NetOutput = netIO(st.Pid)
+		return s, nil
+	}
 	if err != nil {
 		return s, fmt.Errorf("container %s: %w", c.Name, err)
 	}
