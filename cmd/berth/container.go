@@ -26,7 +26,7 @@ type runFlags struct {
 	networks, publish, labels                          []string
 	memory                                             string
 	cfg                                                engine.Config
-	volumes, tmpfs, securityOpt, ulimits, envFiles     []string
+	volumes, mounts, tmpfs, securityOpt, ulimits, envFiles []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command, run bool) {
@@ -57,6 +57,7 @@ func (f *runFlags) register(cmd *cobra.Command, run bool) {
 	fl.StringArrayVar(&f.cfg.CapDrop, "cap-drop", nil, "drop a capability (ALL for all)")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "HOST-DIR:PATH[:ro] bind mount, VOLUME:PATH[:ro] named volume, or PATH for an anonymous volume")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "type=bind|volume|tmpfs|image,src=SOURCE,dst=PATH[,ro][,subpath=DIR] (docker's and podman's --mount)")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "CONTAINER[:options] tmpfs mount")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (b, k, m, g)")
 	fl.Float64Var(&f.cfg.CPUs, "cpus", 0, "CPUs (quota)")
@@ -131,6 +132,11 @@ func (f *runFlags) config(cmd *cobra.Command, args []string) (engine.Config, err
 	}
 	for _, v := range f.volumes {
 		if err := addVolume(&cfg, v); err != nil {
+			return cfg, err
+		}
+	}
+	for _, m := range f.mounts {
+		if err := addMount(&cfg, m); err != nil {
 			return cfg, err
 		}
 	}
@@ -254,6 +260,16 @@ func createContainer(ctx context.Context, s *store, f *runFlags, cmd *cobra.Comm
 		return metadata.Container{}, err
 	}
 	cfg.CgroupParent = cmp.Or(cfg.CgroupParent, conf.Containers.CgroupParent)
+	for i, v := range cfg.ImageVolumes { // --mount type=image: pulled as the container's image is
+		if err := ensureImage(ctx, s, v.Image, pull); err != nil {
+			return metadata.Container{}, fmt.Errorf("--mount type=image: %w", err)
+		}
+		img, err := s.svc.LookupOne(ctx, v.Image)
+		if err != nil {
+			return metadata.Container{}, err
+		}
+		cfg.ImageVolumes[i].Image = img.Config.String()
+	}
 	return s.eng.Create(ctx, args[0], f.name, cmp.Or(f.runtime, conf.Containers.Runtime), cfg)
 }
 

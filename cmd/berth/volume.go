@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -69,6 +72,128 @@ func addVolume(cfg *engine.Config, v string) error {
 	}
 	cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: abs, Options: opts})
 	return nil
+}
+
+// addMount reads one --mount, docker's and podman's comma-separated
+// key=value form: type (bind, volume, tmpfs or image), source (src),
+// destination (dst, target), readonly (ro), and subpath for an image;
+// tmpfs-size and tmpfs-mode for a tmpfs. An image mount is read-only.
+func addMount(cfg *engine.Config, m string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("--mount %q: %s: %w", m, why, errdefs.ErrInvalidArgument)
+	}
+	kv := map[string]string{}
+	ro, rw := false, false
+	for f := range strings.SplitSeq(m, ",") {
+		k, v, hasValue := strings.Cut(strings.TrimSpace(f), "=")
+		switch k {
+		case "src":
+			k = "source"
+		case "dst", "target":
+			k = "destination"
+		case "ro", "readonly":
+			switch v {
+			case "", "true", "1":
+				ro = true
+			case "false", "0":
+			default:
+				return bad(k + "=" + v + ": true or false")
+			}
+			continue
+		case "rw":
+			switch v {
+			case "", "true", "1":
+				rw = true
+			case "false", "0":
+				ro = true
+			default:
+				return bad("rw=" + v + ": true or false")
+			}
+			continue
+		}
+		if !hasValue || v == "" {
+			return bad(k + " needs a value")
+		}
+		if _, dup := kv[k]; dup {
+			return bad(k + " given twice")
+		}
+		kv[k] = v
+	}
+	typ, src, dst := cmp.Or(kv["type"], "volume"), kv["source"], kv["destination"]
+	delete(kv, "type")
+	delete(kv, "source")
+	delete(kv, "destination")
+	if !filepath.IsAbs(dst) {
+		return bad("destination: an absolute path in the container")
+	}
+	allowed := map[string][]string{"tmpfs": {"tmpfs-size", "tmpfs-mode"}, "image": {"subpath"}}[typ]
+	for k := range kv {
+		if !slices.Contains(allowed, k) {
+			return bad("unknown key " + k + " for type " + typ)
+		}
+	}
+	roOpt := ""
+	if ro {
+		roOpt = ":ro"
+	}
+	switch typ {
+	case "bind":
+		if src == "" {
+			return bad("a bind needs a source")
+		}
+		if !filepath.IsAbs(src) && !strings.HasPrefix(src, ".") {
+			src = "./" + src // a path, never a volume's name
+		}
+		return addVolume(cfg, src+":"+dst+roOpt)
+	case "volume":
+		if src == "" {
+			return addVolume(cfg, dst)
+		}
+		if filepath.IsAbs(src) || strings.HasPrefix(src, ".") {
+			return bad("a volume's source is its name")
+		}
+		return addVolume(cfg, src+":"+dst+roOpt)
+	case "tmpfs":
+		if src != "" {
+			return bad("a tmpfs has no source")
+		}
+		opts := []string{"nosuid", "nodev"}
+		if v := kv["tmpfs-size"]; v != "" {
+			n, err := parseSize(v)
+			if err != nil {
+				return bad("tmpfs-size: " + err.Error())
+			}
+			opts = append(opts, fmt.Sprintf("size=%d", n))
+		}
+		if v := kv["tmpfs-mode"]; v != "" {
+			if _, err := strconv.ParseUint(v, 8, 32); err != nil {
+				return bad("tmpfs-mode " + v + ": octal")
+			}
+			opts = append(opts, "mode="+v)
+		}
+		if ro {
+			opts = append(opts, "ro")
+		}
+		cfg.Mounts = append(cfg.Mounts, specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: opts})
+		return nil
+	case "image":
+		if src == "" {
+			return bad("an image mount needs the image as its source")
+		}
+		sub := kv["subpath"]
+		if sub != "" {
+			if !filepath.IsLocal(sub) {
+				return bad("subpath " + sub + ": a relative path inside the image")
+			}
+			sub = filepath.Clean(sub)
+		}
+		if rw {
+			return bad("an image mount is read-only")
+		}
+		cfg.ImageVolumes = append(cfg.ImageVolumes, engine.ImageVolume{Image: src, Destination: dst, SubPath: sub})
+		return nil
+	}
+	return bad("type " + typ + ": bind, volume, tmpfs or image")
 }
 
 func volumeCmd() *cobra.Command {

@@ -70,3 +70,39 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("after prune: %q", out)
 	}
 }
+
+// TestMounts: --mount of each type (docker's and podman's syntax): a
+// read-only bind, a named volume, a sized tmpfs, and an image's directory
+// read-only (its files and owners as in the image; gone at rm); bad ones
+// refused with nothing made.
+func TestMounts(t *testing.T) {
+	c := containerCLI(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "f"), []byte("from-host\n"), 0o644)
+	script := "busybox cat /b/f; (echo x > /b/g) 2>/dev/null || echo bind-ro; echo v > /v/f; busybox grep ' /t ' /proc/mounts | busybox grep -o 'size=[0-9]*k';" +
+		" busybox ls /img; busybox stat -c %u /img/owned; busybox touch /img/x 2>/dev/null || echo image-ro; /img2/busybox true && echo image-exec"
+	out := c.must("run", "--name", "m", "--mount", "type=bind,src="+host+",dst=/b,ro", "--mount", "type=volume,source=mv,target=/v",
+		"--mount", "type=tmpfs,destination=/t,tmpfs-size=1m", "--mount", "type=image,src="+fixture+",dst=/img,subpath=data",
+		"--mount", "type=image,src="+fixture+",dst=/img2,subpath=bin", fixture, "sh", "-c", script)
+	if want := "from-host\nbind-ro\nsize=1024k\na\ndir\nhard\nowned\n1234\nimage-ro\nimage-exec\n"; out != want {
+		t.Errorf("--mount of each type: %q, want %q", out, want)
+	}
+	if out := c.must("run", "--rm", "--mount", "type=volume,src=mv,dst=/v", fixture, "busybox", "cat", "/v/f"); out != "v\n" {
+		t.Errorf("the named volume a --mount made: %q", out)
+	}
+	id := strings.TrimSpace(c.must("inspect", "--format", "{{.ID}}", "m"))
+	c.must("rm", "m")
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), filepath.Join(id, "image-volumes")) {
+		t.Error("an image mount left after rm")
+	}
+	for _, bad := range []string{"type=image,src=" + fixture + ",dst=/i,rw", "type=image,src=" + fixture + ",dst=/i,subpath=../x",
+		"type=foo,dst=/x", "type=bind,src=" + host, "type=tmpfs,dst=/t,bogus=1", "type=tmpfs,src=x,dst=/t", "type=image,dst=/i",
+		"type=image,src=" + fixture + ",dst=/i,subpath=nosuch"} {
+		if out, code := c.code("run", "--rm", "--mount", bad, fixture, "true"); code != 125 || !strings.Contains(out, "Error") {
+			t.Errorf("--mount %s: %d %q", bad, code, out)
+		}
+	}
+	if out := c.must("ps", "-aq"); out != "" {
+		t.Errorf("refused mounts left containers: %q", out)
+	}
+}
