@@ -99,12 +99,27 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	so := &spawnOpts{preserve: o.PreserveFds, stdio: o.Stdio, dir: bundle, cgroup: cg}
 	cfg := &initConfig{Mode: "create", ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initSpec(spec),
 		NoPivot: o.NoPivot, PreserveFds: o.PreserveFds, ConsoleFd: -1, ListenerFd: -1,
-		FifoPath:   filepath.Join(dir, fifoName),
 		NewMountNS: hasNS(spec.Linux, specs.MountNamespace) && nsPath(spec.Linux, specs.MountNamespace) == "",
 		UserNS:     hasNS(spec.Linux, specs.UserNamespace)}
 	if cfg.Seccomp, err = compileSeccomp(root, spec.Linux); err != nil {
 		return nil, err
 	}
+	// Writable by init whatever its uid in a user namespace; the umask
+	// must not take that away.
+	fifoPath := filepath.Join(dir, fifoName)
+	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
+		return nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(fifoPath, 0o622); err != nil {
+		return nil, err
+	}
+	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	defer fifo.Close()
+	cfg.FifoFd = so.fileFd(len(so.files))
+	so.files = append(so.files, fifo)
 	if o.ConsoleSocket != "" {
 		f, err := dialUnix(o.ConsoleSocket)
 		if err != nil {
@@ -185,14 +200,6 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return nil, err
 	}
 
-	// Writable by init whatever its uid in a user namespace; the umask
-	// must not take that away.
-	if err := unix.Mkfifo(cfg.FifoPath, 0o622); err != nil {
-		return nil, fmt.Errorf("exec fifo: %w", err)
-	}
-	if err := os.Chmod(cfg.FifoPath, 0o622); err != nil {
-		return nil, err
-	}
 	c, err := newContainer(id, dir, spec)
 	if err != nil {
 		return nil, err

@@ -26,7 +26,10 @@ type initConfig struct {
 	NoPivot       bool              `json:"no_pivot,omitempty"`
 	PreserveFds   int               `json:"preserve_fds"`
 	ConsoleFd     int               `json:"console_fd"`          // -1: none
-	FifoPath      string            `json:"fifo_path,omitempty"` // create only
+	// FifoFd is the exec fifo, opened O_PATH by the runtime (create only):
+	// an init in a user namespace may not reach it through the runtime's
+	// state directory.
+	FifoFd int `json:"fifo_fd,omitempty"`
 	ListenerFd    int               `json:"listener_fd"`         // -1: no seccomp agent
 	State         *specs.State      `json:"state"`
 	NewMountNS    bool              `json:"new_mount_ns"`
@@ -141,11 +144,8 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 	if err := joinCgroups(cfg); err != nil {
 		return err
 	}
-	// Opened now, while the host's view is at hand; used after pivot_root.
-	fifoPath, err := os.OpenFile(cfg.FifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("exec fifo: %w", err)
-	}
+	// Reopened for writing through /proc/self/fd after pivot_root.
+	fifoPath := fdFile(cfg.FifoFd, "exec fifo")
 	// A runtime that is itself in a user namespace (rootless berth) cannot
 	// mknod either.
 	r := &rootfs{path: cfg.Rootfs, cfg: cfg, userns: cfg.UserNS || userns.RunningInUserNS()}
@@ -203,6 +203,7 @@ func initCreate(cfg *initConfig, dec *json.Decoder, enc *json.Encoder) error {
 			return err
 		}
 	}
+	var err error
 	switch {
 	case !cfg.NewMountNS:
 		err = unix.Chroot(cfg.Rootfs)
