@@ -17,20 +17,20 @@ import (
 
 // initConfig is what the runtime sends init once its namespaces exist.
 type initConfig struct {
-	Mode          string            `json:"mode"` // "create" or "exec"
-	ID            string            `json:"id"`
-	Bundle        string            `json:"bundle"`
-	Rootfs        string            `json:"rootfs"`
-	Spec          *specs.Spec       `json:"spec"`
-	Process       *specs.Process    `json:"process"`
-	NoPivot       bool              `json:"no_pivot,omitempty"`
-	PreserveFds   int               `json:"preserve_fds"`
-	ConsoleFd     int               `json:"console_fd"`          // -1: none
+	Mode        string         `json:"mode"` // "create" or "exec"
+	ID          string         `json:"id"`
+	Bundle      string         `json:"bundle"`
+	Rootfs      string         `json:"rootfs"`
+	Spec        *specs.Spec    `json:"spec"`
+	Process     *specs.Process `json:"process"`
+	NoPivot     bool           `json:"no_pivot,omitempty"`
+	PreserveFds int            `json:"preserve_fds"`
+	ConsoleFd   int            `json:"console_fd"` // -1: none
 	// FifoFd is the exec fifo, opened O_PATH by the runtime (create only):
 	// an init in a user namespace may not reach it through the runtime's
 	// state directory.
-	FifoFd int `json:"fifo_fd,omitempty"`
-	ListenerFd    int               `json:"listener_fd"`         // -1: no seccomp agent
+	FifoFd        int               `json:"fifo_fd,omitempty"`
+	ListenerFd    int               `json:"listener_fd"` // -1: no seccomp agent
 	State         *specs.State      `json:"state"`
 	NewMountNS    bool              `json:"new_mount_ns"`
 	UserNS        bool              `json:"userns"`
