@@ -41,16 +41,21 @@ for i in \$(seq 1 $n); do
   s=\$(now); \$P run --rm $ref true; e=\$(now); echo "podman-net \$(( (e - s) / 1000 ))"
 done
 # Port-mapping throughput: 256 MiB from busybox httpd in the container,
-# fetched from the host through the published port, five times each, alternating.
+# fetched from the host through the published port, nine times each,
+# alternating (2.25 GiB each), with the CPU time of each forwarder.
 srv="busybox sh -c 'busybox dd if=/dev/zero of=/tmp/big bs=1M count=256 2>/dev/null; exec busybox httpd -f -p 8080 -h /tmp'"
 \$P rm -f -t 0 bench-port >/dev/null 2>&1 || true # a previous run's
 \$B ps -aq --filter label=berth-bench-port | xargs -r \$B rm -f >/dev/null
 id=\$(eval "\$B run -d --label berth-bench-port=1 -p 127.0.0.1:18099:8080 $ref \$srv")
 eval "\$P run -d --name bench-port -p 127.0.0.1:18098:8080 $ref \$srv" >/dev/null
 sleep 3
-for i in 1 2 3 4 5; do
-  echo "tput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18099/big)"
-  echo "ptput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18098/big)"
+# The CPU time (clock ticks) of each tool's port forwarder over the transfers:
+# berth's proxy, podman's rootlessport.
+cpu() { awk '{print \$14 + \$15}' /proc/\$1/stat; }
+bp=\$(pgrep -u "\$(id -u)" -f "__port-proxy.*\$id" | head -1); pp=\$(pgrep -u "\$(id -u)" -n rootlessport)
+for i in 1 2 3 4 5 6 7 8 9; do
+  c0=\$(cpu \$bp); echo "tput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18099/big)"; echo "bcpu \$(( \$(cpu \$bp) - c0 ))"
+  c0=\$(cpu \$pp); echo "ptput \$(curl -s -o /dev/null -w '%{speed_download}' http://127.0.0.1:18098/big)"; echo "pcpu \$(( \$(cpu \$pp) - c0 ))"
 done
 \$B rm -f \$id >/dev/null; \$P rm -f -t 0 bench-port >/dev/null
 SH
@@ -66,4 +71,7 @@ bn=$(echo "$out" | awk '$1=="berth-net" {print $2}' | median)
 pn=$(echo "$out" | awk '$1=="podman-net" {print $2}' | median)
 printf 'rootless run --rm (berth-runtime, default network: slirp4netns): berth %.1f ms   podman %.1f ms   berth/podman %.3f\n' "$(echo "$bn/1000" | bc -l)" "$(echo "$pn/1000" | bc -l)" "$(echo "$bn/$pn" | bc -l)"
 pt=$(echo "$out" | awk '$1=="ptput" {print $2}' | median)
-printf 'rootless published port, 256 MiB over 127.0.0.1 (medians of 5): berth %.0f MB/s   podman %.0f MB/s   berth/podman %.2f\n' "$(echo "$t/1000000" | bc -l)" "$(echo "$pt/1000000" | bc -l)" "$(echo "$t/$pt" | bc -l)"
+printf 'rootless published port, 256 MiB over 127.0.0.1 (medians of 9): berth %.0f MB/s   podman %.0f MB/s   berth/podman %.2f\n' "$(echo "$t/1000000" | bc -l)" "$(echo "$pt/1000000" | bc -l)" "$(echo "$t/$pt" | bc -l)"
+bc_=$(echo "$out" | awk '$1=="bcpu" {s+=$2} END {print s}'); pc_=$(echo "$out" | awk '$1=="pcpu" {s+=$2} END {print s}')
+tick=$(getconf CLK_TCK)
+printf 'CPU of the port forwarder per GiB carried: berth proxy %.2f s   podman rootlessport %.2f s   berth/podman %.2f\n' "$(echo "$bc_/$tick/2.25" | bc -l)" "$(echo "$pc_/$tick/2.25" | bc -l)" "$(echo "$bc_/$pc_" | bc -l)"
