@@ -21,11 +21,11 @@ import (
 
 // runFlags are run's and create's flags.
 type runFlags struct {
-	name, runtime, pull, entrypoint, logOpt            string
-	detach, interactive, tty, rm, publishAll, sigProxy bool
-	networks, publish, labels                          []string
-	memory                                             string
-	cfg                                                engine.Config
+	name, runtime, pull, entrypoint, logOpt                string
+	detach, interactive, tty, rm, publishAll, sigProxy     bool
+	networks, publish, labels                              []string
+	memory                                                 string
+	cfg                                                    engine.Config
 	volumes, mounts, tmpfs, securityOpt, ulimits, envFiles []string
 }
 
