@@ -23,6 +23,8 @@ func inspectCmd() *cobra.Command {
 				State   engine.State `json:"State"`
 				Args    []string     `json:"Args"`
 				LogPath string       `json:"LogPath"`
+				// Mounts: binds, tmpfs, volumes and image mounts (docker's names).
+				Mounts []engine.MountInfo `json:"Mounts"`
 				// NetworkSettings: the interfaces while attached, the published ports.
 				NetworkSettings struct {
 					IPAddress string                `json:"IPAddress"`
@@ -53,7 +55,7 @@ func inspectCmd() *cobra.Command {
 					return err
 				}
 				a, _ := containerArgs(s, c)
-				in := info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c)}
+				in := info{Container: c, State: st, Args: a, LogPath: s.eng.LogPath(c), Mounts: s.eng.Mounts(c)}
 				in.NetworkSettings.Networks, in.NetworkSettings.Ports = s.eng.Attachments(c), engine.Ports(c)
 				if len(in.NetworkSettings.Networks) > 0 {
 					in.NetworkSettings.IPAddress, _, _ = strings.Cut(in.NetworkSettings.Networks[0].IP, "/")

@@ -91,6 +91,9 @@ func TestMounts(t *testing.T) {
 		t.Errorf("the named volume a --mount made: %q", out)
 	}
 	id := strings.TrimSpace(c.must("inspect", "--format", "{{.ID}}", "m"))
+	if out := c.must("inspect", "--format", "{{range .Mounts}}{{.Type}}:{{.Destination}}:{{.RW}} {{end}}", "m"); out != "bind:/b:false tmpfs:/t:true volume:/v:true image:/img:false image:/img2:false \n" {
+		t.Errorf("inspect's mounts: %q", out)
+	}
 	c.must("rm", "m")
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), filepath.Join(id, "image-volumes")) {
 		t.Error("an image mount left after rm")

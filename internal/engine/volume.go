@@ -375,3 +375,38 @@ func (e *Engine) releaseImageVolumes(ctx context.Context, c metadata.Container) 
 	}
 	return errors.Join(errs...)
 }
+
+// MountInfo is one of a container's mounts as `inspect` shows it, with
+// docker's field names.
+type MountInfo struct {
+	Type        string `json:"Type"` // bind, volume, tmpfs or image
+	Name        string `json:"Name,omitempty"`
+	Source      string `json:"Source"`
+	Destination string `json:"Destination"`
+	RW          bool   `json:"RW"`
+	SubPath     string `json:"SubPath,omitempty"`
+}
+
+// Mounts lists c's mounts from its record: binds and tmpfs, volumes (with
+// their host directory), image mounts (the image's ID).
+func (e *Engine) Mounts(c metadata.Container) []MountInfo {
+	cfg, err := config(c)
+	if err != nil {
+		return nil
+	}
+	out := []MountInfo{}
+	for _, m := range cfg.Mounts {
+		out = append(out, MountInfo{Type: m.Type, Source: m.Source, Destination: m.Destination, RW: !slices.Contains(m.Options, "ro")})
+	}
+	for _, v := range cfg.Volumes {
+		src := ""
+		if vol, err := e.GetVolume(v.Name); err == nil {
+			src = vol.Mountpoint
+		}
+		out = append(out, MountInfo{Type: "volume", Name: v.Name, Source: src, Destination: v.Destination, RW: !v.ReadOnly})
+	}
+	for _, v := range cfg.ImageVolumes {
+		out = append(out, MountInfo{Type: "image", Source: v.Image, Destination: v.Destination, SubPath: v.SubPath})
+	}
+	return out
+}
