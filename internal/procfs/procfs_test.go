@@ -19,14 +19,7 @@ func TestReadStatAndRuns(t *testing.T) {
 		t.Errorf("own stat: ppid %d (want %d), start %d, state %c", st.PPid(), os.Getppid(), st.StartTime(), st.State())
 	}
 	// A command name with a space and a parenthesis.
-	prog := filepath.Join(t.TempDir(), "x) mark-42")
-	if b, err := os.ReadFile("/bin/sleep"); err != nil || os.WriteFile(prog, b, 0o755) != nil {
-		t.Skip("no /bin/sleep to copy")
-	}
-	cmd := exec.Command(prog, "5")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := sleeper(t, "x) mark-42")
 	time.Sleep(100 * time.Millisecond)
 	if st, err := ReadStat(cmd.Process.Pid); err != nil || st.PPid() != os.Getpid() {
 		t.Errorf("a child's stat: %v %v", st, err)
@@ -46,14 +39,7 @@ func TestReadStatAndRuns(t *testing.T) {
 }
 
 func TestEnd(t *testing.T) {
-	prog := filepath.Join(t.TempDir(), "mark-7")
-	if b, err := os.ReadFile("/bin/sleep"); err != nil || os.WriteFile(prog, b, 0o755) != nil {
-		t.Skip("no /bin/sleep to copy")
-	}
-	cmd := exec.Command(prog, "5")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := sleeper(t, "mark-7")
 	defer cmd.Process.Kill()
 	go cmd.Wait()
 	time.Sleep(50 * time.Millisecond)
@@ -67,4 +53,17 @@ func TestEnd(t *testing.T) {
 	if start := time.Now(); !End(pid, "mark-7", unix.SIGTERM, 2*time.Second) || time.Since(start) > time.Second {
 		t.Errorf("End with SIGTERM: not gone, or slow (%v)", time.Since(start))
 	}
+}
+
+// sleeper starts a copy of sleep named name, for 5 s.
+func sleeper(t *testing.T, name string) *exec.Cmd {
+	prog := filepath.Join(t.TempDir(), name)
+	if b, err := os.ReadFile("/bin/sleep"); err != nil || os.WriteFile(prog, b, 0o755) != nil {
+		t.Skip("no /bin/sleep to copy")
+	}
+	cmd := exec.Command(prog, "5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
