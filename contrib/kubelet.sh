@@ -29,15 +29,32 @@ touch "$work/start"
   done
 ) > "$work/kubelet.log" &
 tailer=$!
-# The kubelet's stats summary while both pods run.
+# The kubelet's stats summary while both pods run: read until both pods'
+# containers have figures (the script stops one of them early on, to see
+# the kubelet restart it), or the run ends.
+cat > "$work/summary.py" <<'PY'
+import json, sys
+try:
+    pods = json.load(open(sys.argv[1])).get("pods", [])
+except (OSError, ValueError):
+    pods = []
+ok = sorted(p["podRef"]["name"] for p in pods for c in p.get("containers", [])
+            if c.get("cpu", {}).get("usageCoreNanoSeconds", 0) > 0 and c.get("memory", {}).get("workingSetBytes", 0) > 0
+            and "usedBytes" in c.get("rootfs", {}) and "usedBytes" in c.get("logs", {}))
+print("kubelet stats summary: %s (containers with CPU, memory, rootfs and log figures: %s)"
+      % ("ok" if len(ok) >= 2 else "not ok", ", ".join(ok) or "none"))
+sys.exit(0 if len(ok) >= 2 else 1)
+PY
 (
-  for _ in $(seq 1 120); do
-    [ "$(crictl --runtime-endpoint "unix://$berthd_sock" ps -q --state Running 2>/dev/null | wc -l)" -ge 2 ] && break
+  for _ in $(seq 1 240); do
+    if [ "$(crictl --runtime-endpoint "unix://$berthd_sock" ps -q --state Running 2>/dev/null | wc -l)" -ge 2 ] &&
+      curl -sk https://127.0.0.1:10350/stats/summary > "$work/summary.json.new" 2>/dev/null; then
+      mv "$work/summary.json.new" "$work/summary.json"
+      python3 "$work/summary.py" "$work/summary.json" >/dev/null && break
+    fi
     sleep 0.5
   done
-  sleep 1
-  curl -sk https://127.0.0.1:10350/stats/summary
-) > "$work/summary.json" 2>/dev/null &
+) &
 summary=$!
 trap 'kill $tailer $summary 2>/dev/null; stop_berthd' EXIT
 bash "$shared/kubelet/run-static-pods.sh" "unix://$berthd_sock" | tee "$work/kubelet.out" | grep -v '^kubelet:' || true
@@ -47,16 +64,5 @@ sleep 0.5
 grep -E '^E[0-9]{4} ' "$work/kubelet.log" | grep -Ei 'rpc error|remote_runtime|remote_image|runtime service|CRI' > "$work/cri-errors.log" || true
 echo "kubelet CRI errors: $(wc -l < "$work/cri-errors.log") (in $work/cri-errors.log)"
 sed -n 's/^\(E[0-9]\{4\} [0-9:.]*\) *[0-9]* \([^]]*\]\) \(.\{0,200\}\).*/  \1 \2 \3/p' "$work/cri-errors.log" | head -20
-python3 - "$work/summary.json" <<'PY' || true
-import json, sys
-try:
-    pods = json.load(open(sys.argv[1])).get("pods", [])
-except ValueError:
-    pods = []
-ok = [p["podRef"]["name"] for p in pods for c in p.get("containers", [])
-      if c.get("cpu", {}).get("usageCoreNanoSeconds", 0) > 0 and c.get("memory", {}).get("workingSetBytes", 0) > 0
-      and "usedBytes" in c.get("rootfs", {}) and "usedBytes" in c.get("logs", {})]
-print("kubelet stats summary: %s (containers with CPU, memory, rootfs and log figures: %s)"
-      % ("ok" if len(ok) >= 2 else "not ok", ", ".join(ok) or "none"))
-PY
+python3 "$work/summary.py" "$work/summary.json" || true
 tail -1 "$work/kubelet.out"
