@@ -13,10 +13,11 @@ import (
 )
 
 // TestCrashRun kills berth with SIGKILL at random moments of a `run -d`
-// with a published port on the default network, and then, every other
-// time, the container's monitor; afterwards `rm -a -f` succeeds, and no
-// namespace, address, rule, mount or snapshot of those containers is
-// left, and the store still runs containers.
+// with a published port on the default network, an anonymous volume and
+// an image mount, and then, every other time, the container's monitor;
+// afterwards `rm -a -f` succeeds, and no namespace, address, rule, mount,
+// volume or snapshot of those containers is left (the image, no longer
+// used, is removed without --force), and the store still runs containers.
 func TestCrashRun(t *testing.T) {
 	c := containerCLI(t)
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
@@ -24,7 +25,8 @@ func TestCrashRun(t *testing.T) {
 	}
 	runroot := c.args[3]
 	args := func(name string) []string {
-		return append(append([]string{}, c.args...), "run", "-d", "--name", name, "-p", "127.0.0.1::80", "-v", "/anon", fixture, "busybox", "sleep", "60")
+		return append(append([]string{}, c.args...), "run", "-d", "--name", name, "-p", "127.0.0.1::80", "-v", "/anon",
+			"--mount", "type=image,src="+fixture+",dst=/img", fixture, "busybox", "sleep", "60")
 	}
 	start := time.Now()
 	c.must(args("measure")[len(c.args):]...)
@@ -81,6 +83,9 @@ func TestCrashRun(t *testing.T) {
 	}
 	if out, code := c.code("run", "--rm", "-p", "127.0.0.1::80", fixture, "busybox", "cat", "/data/a"); code != 0 || out != "hello from layer 1\n" {
 		t.Fatalf("a run after the crashes: %d %q", code, out)
+	}
+	if out, code := c.code("rmi", fixture); code != 0 {
+		t.Errorf("rmi of the image after the crashes (a view of it left?): %d %s", code, out)
 	}
 }
 

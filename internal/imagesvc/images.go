@@ -264,7 +264,8 @@ func (s *Service) Mount(ctx context.Context, q, target string) (string, error) {
 
 // Unmount unmounts target, mounted by Mount, and drops its view.
 func (s *Service) Unmount(ctx context.Context, target string) error {
-	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+	// EINVAL: not mounted; ENOENT: never made (a crash before Mount).
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	return s.Snapshots.Remove(ctx, "mount:"+target)
