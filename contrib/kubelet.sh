@@ -7,7 +7,9 @@
 # the kubelet logged, and checks, once both pods run, that the kubelet's stats
 # summary (/stats/summary, built from berthd's container stats) has their
 # containers' CPU, memory, root file system and log numbers. Last line: the
-# script's "kubelet: N passed, N failed".
+# script's "kubelet: N passed, N failed". With KUBELET_ENDPOINT (another CRI
+# server's socket, e.g. ../shared/peers/setup.sh's containerd) it runs the same
+# against that server instead, for the comparison in docs/conformance.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=$here/../shared/conformance
@@ -18,7 +20,11 @@ curl -sf "http://$reg/v2/e2e-test-images/busybox/tags/list" >/dev/null || bash "
 bash "$shared/kubelet/build.sh" >/dev/null
 rm -rf "$work"
 . "$here/contrib/scratch-berthd.sh"
-start_berthd "$here" "$work" /run/berth-kubelet "$reg"
+if [ -n "${KUBELET_ENDPOINT:-}" ]; then
+  mkdir -p "$work"; ep=$KUBELET_ENDPOINT; stop_berthd() { :; }
+else
+  start_berthd "$here" "$work" /run/berth-kubelet "$reg"; ep=unix://$berthd_sock
+fi
 # The script's kubelet log lives in a directory it makes and removes: follow it.
 touch "$work/start"
 (
@@ -47,7 +53,7 @@ sys.exit(0 if len(ok) >= 2 else 1)
 PY
 (
   for _ in $(seq 1 240); do
-    if [ "$(crictl --runtime-endpoint "unix://$berthd_sock" ps -q --state Running 2>/dev/null | wc -l)" -ge 2 ] &&
+    if [ "$(crictl --runtime-endpoint "$ep" ps -q --state Running 2>/dev/null | wc -l)" -ge 2 ] &&
       curl -sk https://127.0.0.1:10350/stats/summary > "$work/summary.json.new" 2>/dev/null; then
       mv "$work/summary.json.new" "$work/summary.json"
       python3 "$work/summary.py" "$work/summary.json" >/dev/null && break
@@ -57,7 +63,7 @@ PY
 ) &
 summary=$!
 trap 'kill $tailer $summary 2>/dev/null; stop_berthd' EXIT
-bash "$shared/kubelet/run-static-pods.sh" "unix://$berthd_sock" | tee "$work/kubelet.out" | grep -v '^kubelet:' || true
+bash "$shared/kubelet/run-static-pods.sh" "$ep" | tee "$work/kubelet.out" | grep -v '^kubelet:' || true
 sleep 0.5
 # The kubelet's errors about the runtime: its CRI client's, and the calls it
 # says failed (klog error lines naming the runtime service or an rpc error).
